@@ -1,0 +1,32 @@
+# Two commands set up and run everything on a fresh machine:
+#   make demo   theory-vs-finite-width validation of kernels/ (CPU, a few minutes)
+#   make test   the test suite (fast tests and the slow validations)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= runs/width_check
+
+.PHONY: demo test test-fast bench venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(PY) -m kernels.width_check --out=$(OUT)
+
+test: venv
+	$(PY) -m pytest -n 2 --durations=15 tests
+
+test-fast: venv
+	$(PY) -m pytest -n 2 -m "not slow" tests
+
+bench: venv
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
