@@ -1,0 +1,12 @@
+"""kernels: one network description, its exact infinite-width kernels and its finite views.
+
+Modules: `stax` (layers), `parameterization` (abc scaling as data), `empirical`
+(finite-width NTK/NNGP of any function), `monte_carlo`, `predict` (trained
+infinite-width networks), `optim` (optax with per-layer learning rates),
+`flax_module` (the same network in Flax), `sharding` (batched, multi-device kernels).
+"""
+from kernels import parameterization
+from kernels import stax
+from kernels.kernel import Kernel
+
+__all__ = ["Kernel", "parameterization", "stax"]

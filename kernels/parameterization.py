@@ -1,0 +1,182 @@
+"""Parameterizations as data: the abc form of Yang & Hu, read by every view of a network.
+
+A `Parameterization` says, for each role a dense layer can play (input layer,
+hidden layer, readout), how its weights are scaled with width:
+
+* multiplier   ``W_std * fan_in**-a``      (applied in the forward pass),
+* init scale   ``fan_in**-b``              (standard deviation of the stored weights),
+* learning rate ``lr * width**-c``          (SGD; ``c_adam`` for Adam),
+
+following "Feature Learning in Infinite-Width Neural Networks" (Yang & Hu 2021,
+Sec. 3, eq. 1). For the input layer the fan-in is the fixed data dimension, so its
+``a`` and ``b`` only place the constant ``1/sqrt(d)``; learning-rate exponents are
+taken with respect to the layer's width (the fan-out of the input layer, the fan-in
+of hidden and readout layers), as in the abc form. ``std_in`` says where ``W_std``
+and ``b_std`` live ("multiplier" as in the NTK parameterization, "init" as in the
+standard one), which changes the NTK but not the function at initialisation.
+
+The finite network (`kernels.stax` ``init_fn``/``apply_fn`` and the Flax module),
+the infinite-width kernels (``kernel_fn``), the optax optimizers (`kernels.optim`)
+and the DMFT solvers all read the same object, so a network "trained under the
+same parameterization" is so by construction.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+ROLES = ("input", "hidden", "readout")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class Exponents:
+  """Width exponents of one layer role (Yang & Hu 2021, eq. 1)."""
+  a: float  # multiplier W_std * fan_in**-a
+  b: float  # initial standard deviation fan_in**-b
+  c: float  # SGD learning rate lr * width**-c
+  c_adam: float  # Adam learning rate lr * width**-c_adam
+
+
+class DenseScales(NamedTuple):
+  """Concrete numbers for one dense layer at given widths."""
+  w_mult: float  # forward multiplier of the weight matrix
+  w_init: float  # standard deviation of the stored weights
+  w_lr: float  # learning-rate factor of the weights (relative to the base rate)
+  b_mult: float  # forward multiplier of the bias
+  b_init: float  # standard deviation of the stored bias
+  b_lr: float  # learning-rate factor of the bias
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameterization:
+  """Width scaling of every layer role, plus richness and depth scaling.
+
+  Attributes:
+    name: preset name, for display.
+    input, hidden, readout: `Exponents` of the weights in each role.
+    bias_c, bias_c_adam: learning-rate exponents of non-readout biases
+      (with respect to the layer's fan-out).
+    readout_bias_c: learning-rate exponent of the readout bias.
+    std_in: "multiplier" or "init": where W_std and b_std are applied.
+    gamma0: richness; the readout is multiplied by 1/gamma0 and learning rates by
+      gamma0**2 (SGD) or gamma0 (Adam) (Bordelon & Pehlevan 2022, eq. 2).
+    branch_exponent: residual branches are multiplied by depth**-branch_exponent
+      (Bordelon et al. 2023, "Depthwise Hyperparameter Transfer", eq. 1).
+    depth: number of residual blocks the branch multiplier refers to.
+  """
+  name: str
+  input: Exponents
+  hidden: Exponents
+  readout: Exponents
+  bias_c: float = 0.0
+  bias_c_adam: float = 0.0
+  readout_bias_c: float = 0.0
+  std_in: str = "multiplier"
+  gamma0: float = 1.0
+  branch_exponent: float = 0.0
+  depth: int = 1
+
+  def __post_init__(self):
+    if self.std_in not in ("multiplier", "init"):
+      raise ValueError(f"std_in must be 'multiplier' or 'init', got {self.std_in!r}.")
+    if not (isinstance(self.gamma0, (int, float)) and self.gamma0 > 0
+            and math.isfinite(self.gamma0)):
+      raise ValueError(f"gamma0 must be a positive finite number, got {self.gamma0!r}.")
+    if not (isinstance(self.depth, int) and self.depth >= 1):
+      raise ValueError(f"depth must be a positive integer, got {self.depth!r}.")
+
+  @property
+  def branch_multiplier(self) -> float:
+    """Multiplier of each residual branch, depth**-branch_exponent."""
+    return float(self.depth) ** (-self.branch_exponent)
+
+  def exponents(self, role: str) -> Exponents:
+    if role not in ROLES:
+      raise ValueError(f"role must be one of {ROLES}, got {role!r}.")
+    return getattr(self, role)
+
+  def dense_scales(self, *, fan_in: int, fan_out: int, is_input: bool,
+                   is_readout: bool, W_std: float, b_std: float | None,
+                   optimizer: str = "sgd") -> DenseScales:
+    """Multipliers, initial scales and learning-rate factors of a dense layer."""
+    if optimizer not in OPTIMIZERS:
+      raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    role = "input" if is_input else ("readout" if is_readout else "hidden")
+    e = self.exponents(role)
+    width = fan_out if is_input else fan_in
+    c = e.c if optimizer == "sgd" else e.c_adam
+    lr_gamma = self.gamma0 ** (2 if optimizer == "sgd" else 1)
+    out_mult = 1.0 / self.gamma0 if is_readout else 1.0
+    w_std_mult, w_std_init = (W_std, 1.0) if self.std_in == "multiplier" else (1.0, W_std)
+    w_mult = out_mult * w_std_mult * fan_in ** (-e.a)
+    w_init = w_std_init * fan_in ** (-e.b)
+    w_lr = lr_gamma * width ** (-c)
+    bs = 0.0 if b_std is None else b_std
+    b_mult, b_init = (out_mult * bs, 1.0) if self.std_in == "multiplier" else (out_mult, bs)
+    if is_readout and not is_input:
+      b_lr = lr_gamma * fan_in ** (-self.readout_bias_c)
+    else:
+      b_lr = lr_gamma * fan_out ** (-(self.bias_c if optimizer == "sgd" else self.bias_c_adam))
+    return DenseScales(w_mult, w_init, w_lr, b_mult, b_init, b_lr)
+
+
+def ntk() -> Parameterization:
+  """NTK parameterization (Jacot et al. 2018, eq. 1): W_std/sqrt(fan_in) * W, W ~ N(0, 1)."""
+  e = Exponents(a=0.5, b=0.0, c=0.0, c_adam=0.0)
+  return Parameterization("ntk", input=e, hidden=e, readout=e)
+
+
+def standard() -> Parameterization:
+  """Standard parameterization (Sohl-Dickstein et al. 2020, eq. 3): W ~ N(0, W_std^2/fan_in)."""
+  e = Exponents(a=0.0, b=0.5, c=0.0, c_adam=0.0)
+  return Parameterization("standard", input=e, hidden=e, readout=e, std_in="init")
+
+
+def mup(gamma0: float = 1.0) -> Parameterization:
+  """muP in mean-field form with richness gamma0 (Bordelon & Pehlevan 2022, eq. 2; Yang & Hu 2021, Table 3).
+
+  Forward pass: input W_std/sqrt(d) W x, hidden W_std/sqrt(N) W h, readout
+  W_std/(gamma0 N) w.phi, all weights N(0, 1). SGD learning rate lr*gamma0^2*N on every
+  weight (c = -1); Adam: lr*gamma0 on input weights and readout, lr*gamma0/sqrt(N)
+  on hidden weights (the muP Adam rules, Yang et al. 2022, Table 3, in this form).
+  """
+  return Parameterization(
+      "mup" if gamma0 == 1.0 else f"mup(gamma0={gamma0:g})",
+      input=Exponents(a=0.5, b=0.0, c=-1.0, c_adam=0.0),
+      hidden=Exponents(a=0.5, b=0.0, c=-1.0, c_adam=0.5),
+      readout=Exponents(a=1.0, b=0.0, c=-1.0, c_adam=0.0),
+      bias_c=-1.0, bias_c_adam=0.0, readout_bias_c=0.0, gamma0=float(gamma0))
+
+
+def mean_field(gamma0: float) -> Parameterization:
+  """Mean-field parameterization with richness gamma0; identical to `mup(gamma0)`."""
+  return mup(gamma0)
+
+
+def depth_mup(depth: int, gamma0: float = 1.0, branch_exponent: float = 0.5) -> Parameterization:
+  """Depth-muP: muP plus residual branches scaled by depth**-branch_exponent (Bordelon et al. 2023, eq. 1)."""
+  p = mup(gamma0)
+  return dataclasses.replace(p, name=f"depth_mup(L={depth}, alpha={branch_exponent:g})",
+                             depth=int(depth), branch_exponent=float(branch_exponent))
+
+
+PRESETS = {"ntk": ntk, "standard": standard, "mup": mup, "mean_field": mean_field,
+           "depth_mup": depth_mup}
+
+
+def get(parameterization: "str | Parameterization", **kwargs) -> Parameterization:
+  """Returns a `Parameterization` from a preset name (with its arguments) or passes one through."""
+  if isinstance(parameterization, Parameterization):
+    if kwargs:
+      raise ValueError("keyword arguments are only accepted with a preset name.")
+    return parameterization
+  if not isinstance(parameterization, str):
+    raise TypeError("parameterization must be a preset name or a Parameterization, "
+                    f"got {type(parameterization).__name__}.")
+  name = parameterization.lower()
+  if name not in PRESETS:
+    raise ValueError(f"Unknown parameterization {parameterization!r}; "
+                     f"expected one of {sorted(PRESETS)} or a Parameterization.")
+  return PRESETS[name](**kwargs)

@@ -1,0 +1,269 @@
+"""Combinators: serial, parallel, FanOut, FanInSum, Identity and Residual."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Tuple, Union
+
+import jax
+import jax.numpy as jnp
+
+from kernels import parameterization as pz
+from kernels import validation
+from kernels.stax.layer import Layer
+
+
+def _check_layers(layers, name):
+  for i, l in enumerate(layers):
+    if not isinstance(l, Layer):
+      raise TypeError(f"{name} takes layers of kernels.stax; argument {i} is "
+                      f"{type(l).__name__}.")
+  return tuple(layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class Serial(Layer):
+  """Composition of layers, applied left to right."""
+  layers: Tuple[Layer, ...]
+
+  def _children(self):
+    return self.layers
+
+  def _flow(self, tags, path, roles):
+    for i, l in enumerate(self.layers):
+      tags = l._flow(tags, path + (i,), roles)
+    return tags
+
+  def _shape(self, shape, path):
+    for i, l in enumerate(self.layers):
+      shape = l._shape(shape, path + (i,))
+    return shape
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    keys = jax.random.split(key, max(len(self.layers), 1))
+    params = []
+    for i, (l, k) in enumerate(zip(self.layers, keys)):
+      shape, p = l._init(k, shape, path + (i,), ctx, sampler, dtype)
+      params.append(p)
+    return shape, tuple(params)
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    if len(params) != len(self.layers):
+      raise ValueError(f"params has {len(params)} entries at {path or 'the top'}, "
+                       f"the network has {len(self.layers)} layers there.")
+    for i, (l, p) in enumerate(zip(self.layers, params)):
+      x = l._apply(p, x, path + (i,), ctx, probes, record)
+    return x
+
+  def _kernel(self, k, path, ctx):
+    for i, l in enumerate(self.layers):
+      k = l._kernel(k, path + (i,), ctx)
+    return k
+
+  def _lr(self, params, path, ctx, optimizer):
+    return tuple(l._lr(p, path + (i,), ctx, optimizer)
+                 for i, (l, p) in enumerate(zip(self.layers, params)))
+
+
+def serial(*layers: Layer) -> Serial:
+  """Composes layers in sequence (neural_tangents.stax.serial)."""
+  return Serial(_check_layers(layers, "serial"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel(Layer):
+  """Applies the i-th layer to the i-th element of a list of inputs."""
+  layers: Tuple[Layer, ...]
+
+  def _children(self):
+    return self.layers
+
+  def _split(self, xs, what):
+    if not isinstance(xs, (list, tuple)) or len(xs) != len(self.layers):
+      raise ValueError(f"parallel of {len(self.layers)} layers needs a list of "
+                       f"{len(self.layers)} {what} (e.g. from FanOut).")
+    return xs
+
+  def _flow(self, tags, path, roles):
+    tags = self._split(tags, "inputs")
+    return [l._flow(t, path + (i,), roles) for i, (l, t) in enumerate(zip(self.layers, tags))]
+
+  def _shape(self, shapes, path):
+    return [l._shape(s, path + (i,)) for i, (l, s) in enumerate(zip(self.layers, shapes))]
+
+  def _init(self, key, shapes, path, ctx, sampler, dtype):
+    shapes = self._split(shapes, "input shapes")
+    keys = jax.random.split(key, len(self.layers))
+    out = [l._init(k, s, path + (i,), ctx, sampler, dtype)
+           for i, (l, k, s) in enumerate(zip(self.layers, keys, shapes))]
+    return [o[0] for o in out], tuple(o[1] for o in out)
+
+  def _apply(self, params, xs, path, ctx, probes=None, record=None):
+    xs = self._split(xs, "inputs")
+    return [l._apply(p, x, path + (i,), ctx, probes, record)
+            for i, (l, p, x) in enumerate(zip(self.layers, params, xs))]
+
+  def _kernel(self, ks, path, ctx):
+    ks = self._split(ks, "kernels")
+    return [l._kernel(k, path + (i,), ctx) for i, (l, k) in enumerate(zip(self.layers, ks))]
+
+  def _lr(self, params, path, ctx, optimizer):
+    return tuple(l._lr(p, path + (i,), ctx, optimizer)
+                 for i, (l, p) in enumerate(zip(self.layers, params)))
+
+
+def parallel(*layers: Layer) -> Parallel:
+  """Applies layers to the matching elements of a list of inputs (neural_tangents.stax.parallel)."""
+  return Parallel(_check_layers(layers, "parallel"))
+
+
+@dataclasses.dataclass(frozen=True)
+class FanOutLayer(Layer):
+  num: int
+
+  def _flow(self, tags, path, roles):
+    return [tags] * self.num
+
+  def _shape(self, shape, path):
+    return [shape] * self.num
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    return [shape] * self.num, ()
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    return [x] * self.num
+
+  def _kernel(self, k, path, ctx):
+    return [k] * self.num
+
+
+def FanOut(num: int) -> FanOutLayer:  # pylint: disable=invalid-name
+  """Copies the input into a list of ``num`` branches (neural_tangents.stax.FanOut)."""
+  return FanOutLayer(validation.check_positive_int(num, "num"))
+
+
+def _as_list(xs, what):
+  if not isinstance(xs, (list, tuple)):
+    raise ValueError(f"FanInSum needs a list of {what} (e.g. from parallel after FanOut).")
+  return list(xs)
+
+
+@dataclasses.dataclass(frozen=True)
+class FanInSumLayer(Layer):
+
+  def _flow(self, tags, path, roles):
+    out = frozenset()
+    for t in _as_list(tags, "inputs"):
+      out |= t
+    return out
+
+  def _shape(self, shapes, path):
+    shapes = _as_list(shapes, "input shapes")
+    if any(tuple(s) != tuple(shapes[0]) for s in shapes):
+      raise ValueError(f"FanInSum needs branches of equal shape, got {shapes}.")
+    return shapes[0]
+
+  def _init(self, key, shapes, path, ctx, sampler, dtype):
+    return self._shape(shapes, path), ()
+
+  def _apply(self, params, xs, path, ctx, probes=None, record=None):
+    xs = _as_list(xs, "inputs")
+    if any(x.shape != xs[0].shape for x in xs):
+      raise ValueError(f"FanInSum needs branches of equal shape, got {[x.shape for x in xs]}.")
+    return sum(xs[1:], xs[0])
+
+  def _kernel(self, ks, path, ctx):
+    """Sum of independent mean-zero Gaussian branches: kernels add (Novak et al. 2020, Sec. 3)."""
+    ks = _as_list(ks, "kernels")
+    if len(ks) == 1:
+      return ks[0]
+    if not all(k.is_gaussian for k in ks):
+      raise ValueError("FanInSum's kernel needs every branch to end in a Dense layer (mean-zero "
+                       "Gaussian outputs); a branch ends in a nonlinearity or is the raw input.")
+    sources = [k.source for k in ks]
+    if len(set(sources)) != len(sources):
+      raise ValueError("FanInSum's kernel needs independent branches, but two branches share the "
+                       "same last Dense layer (their outputs are correlated).")
+    if any(k.width != ks[0].width for k in ks):
+      raise ValueError(f"FanInSum needs branches of equal width, got {[k.width for k in ks]}.")
+    ntks = [k.ntk for k in ks]
+    ntk = None if any(t is None for t in ntks) else sum(ntks[1:], ntks[0])
+    return ks[0].replace(nngp=sum(k.nngp for k in ks), ntk=ntk, cov1=sum(k.cov1 for k in ks),
+                         cov2=sum(k.cov2 for k in ks), source=("sum", path))
+
+
+def FanInSum() -> FanInSumLayer:  # pylint: disable=invalid-name
+  """Sums a list of branches (neural_tangents.stax.FanInSum)."""
+  return FanInSumLayer()
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityLayer(Layer):
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    return x
+
+  def _kernel(self, k, path, ctx):
+    return k
+
+
+def Identity() -> IdentityLayer:  # pylint: disable=invalid-name
+  """The identity (neural_tangents.stax.Identity)."""
+  return IdentityLayer()
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual(Layer):
+  """``x + branch_multiplier * block(x)``, the multiplier read from the parameterization.
+
+  With `kernels.parameterization.depth_mup` the multiplier is ``depth**-alpha``
+  (Bordelon et al. 2023, "Depthwise Hyperparameter Transfer in Residual Networks", eq. 1).
+  The block must end in a Dense layer, so that its output is independent of ``x``
+  and kernels add: ``K' = K + m^2 K_block``.
+  """
+  block: Layer
+  parameterization: Union[str, pz.Parameterization] = "ntk"
+
+  def __post_init__(self):
+    if not isinstance(self.block, Layer):
+      raise TypeError(f"block must be a layer of kernels.stax, got {type(self.block).__name__}.")
+    object.__setattr__(self, "parameterization", pz.get(self.parameterization))
+
+  @property
+  def multiplier(self) -> float:
+    return self.parameterization.branch_multiplier
+
+  def _children(self):
+    return (self.block,)
+
+  def _flow(self, tags, path, roles):
+    return tags | self.block._flow(tags, path + (0,), roles)
+
+  def _shape(self, shape, path):
+    out = self.block._shape(shape, path + (0,))
+    if tuple(out) != tuple(shape):
+      raise ValueError(f"Residual block must keep the shape {shape}, it gives {out}.")
+    return shape
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    out, p = self.block._init(key, shape, path + (0,), ctx, sampler, dtype)
+    if tuple(out) != tuple(shape):
+      raise ValueError(f"Residual block must keep the shape {shape}, it gives {out}.")
+    return shape, p
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    return x + self.multiplier * self.block._apply(params, x, path + (0,), ctx, probes, record)
+
+  def _kernel(self, k, path, ctx):
+    kb = self.block._kernel(k, path + (0,), ctx)
+    if not kb.is_gaussian or kb.source == k.source:
+      raise ValueError("Residual's kernel needs a block that ends in a Dense layer.")
+    if kb.width != k.width:
+      raise ValueError(f"Residual block must keep the width {k.width}, it gives {kb.width}.")
+    m2 = self.multiplier ** 2
+    ntk = None if k.ntk is None else k.ntk + m2 * kb.ntk
+    return k.replace(nngp=k.nngp + m2 * kb.nngp, ntk=ntk, cov1=k.cov1 + m2 * kb.cov1,
+                     cov2=k.cov2 + m2 * kb.cov2, is_gaussian=k.is_gaussian,
+                     source=("residual", path))
+
+  def _lr(self, params, path, ctx, optimizer):
+    return self.block._lr(params, path + (0,), ctx, optimizer)

@@ -1,0 +1,95 @@
+"""Fully-connected layer whose scaling with width is read from a `Parameterization`."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from kernels import parameterization as pz
+from kernels import validation
+from kernels.stax.layer import DATA, Context, Layer, Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense(Layer):
+  """Dense(out_dim, W_std, b_std, parameterization): ``y = w_mult x W + b_mult b``.
+
+  Multipliers and initial scales follow the layer's role in the network and the
+  parameterization (`kernels.parameterization`); ``b_std=None`` means no bias.
+  Kernel recursion (Lee et al. 2018, eq. 4; Jacot et al. 2018, Thm. 1), per channel:
+  ``nngp' = s_w^2 q + s_b^2`` and ``ntk' = lr_w m_w^2 fan_in q + lr_b m_b^2 + s_w^2 ntk``
+  with ``s_w^2 = (m_w std_w)^2 fan_in``, ``s_b^2 = (m_b std_b)^2``.
+  """
+  out_dim: int
+  W_std: float = 1.0
+  b_std: Optional[float] = None
+  parameterization: Union[str, pz.Parameterization] = "ntk"
+
+  def __post_init__(self):
+    validation.check_positive_int(self.out_dim, "out_dim")
+    object.__setattr__(self, "W_std", validation.check_nonnegative(self.W_std, "W_std"))
+    object.__setattr__(self, "b_std",
+                       validation.check_nonnegative(self.b_std, "b_std", allow_none=True))
+    object.__setattr__(self, "parameterization", pz.get(self.parameterization))
+
+  def scales(self, fan_in: int, path: Path, ctx: Context, optimizer: str = "sgd"):
+    role = ctx.role(path)
+    return self.parameterization.dense_scales(
+        fan_in=fan_in, fan_out=self.out_dim, is_input=role.is_input,
+        is_readout=role.is_readout, W_std=self.W_std, b_std=self.b_std, optimizer=optimizer)
+
+  def _flow(self, tags, path, roles):
+    if isinstance(tags, list):
+      raise ValueError("Dense expects a single input; use FanInSum or parallel after FanOut.")
+    roles[path] = roles.get(path, False) or (DATA in tags)
+    return frozenset([path])
+
+  def _shape(self, shape, path):
+    return tuple(shape[:-1]) + (self.out_dim,)
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    fan_in = shape[-1]
+    s = self.scales(fan_in, path, ctx)
+    kw, kb = jax.random.split(key)
+    W = sampler(kw, path, "W", (fan_in, self.out_dim), s.w_init, dtype)
+    b = None if self.b_std is None else sampler(kb, path, "b", (self.out_dim,), s.b_init, dtype)
+    return self._shape(shape, path), (W, b)
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    W, b = params
+    if x.shape[-1] != W.shape[0]:
+      raise ValueError(f"inputs have {x.shape[-1]} features but the Dense layer at {path} "
+                       f"expects {W.shape[0]}.")
+    s = self.scales(W.shape[0], path, ctx)
+    if record is not None:
+      record[path] = x
+    y = s.w_mult * (x @ W)
+    if b is not None:
+      y = y + s.b_mult * b
+    if probes is not None:
+      y = y + probes[path]
+    return y
+
+  def _kernel(self, k, path, ctx):
+    if isinstance(k, list):
+      raise ValueError("Dense expects a single input kernel.")
+    fan_in = k.width
+    s = self.scales(fan_in, path, ctx)
+    var_w = (s.w_mult * s.w_init) ** 2 * fan_in
+    var_b = 0.0 if self.b_std is None else (s.b_mult * s.b_init) ** 2
+    nngp = var_w * k.nngp + var_b
+    ntk = None
+    if k.ntk is not None:
+      ntk = (s.w_lr * s.w_mult ** 2 * fan_in) * k.nngp + var_w * k.ntk
+      if self.b_std is not None:
+        ntk = ntk + s.b_lr * s.b_mult ** 2
+    return k.replace(nngp=nngp, ntk=ntk, cov1=var_w * k.cov1 + var_b,
+                     cov2=var_w * k.cov2 + var_b, width=self.out_dim, is_gaussian=True,
+                     source=path)
+
+  def _lr(self, params, path, ctx, optimizer):
+    W, b = params
+    s = self.scales(W.shape[0], path, ctx, optimizer)
+    return (s.w_lr, None if b is None else s.b_lr)

@@ -1,0 +1,238 @@
+"""Elementwise nonlinearities and their exact dual kernels.
+
+Each activation ``phi`` maps a Gaussian kernel (q11, q12, q22) to
+``E[phi(u) phi(v)]`` and, for the NTK, ``E[phi'(u) phi'(v)]`` with
+``(u, v) ~ N(0, [[q11, q12], [q12, q22]])`` (Lee et al. 2018, eq. 4; Jacot et al. 2018, Thm. 1).
+Closed forms where they exist; Gauss-Hermite quadrature for any other function.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kernels import validation
+from kernels.stax.layer import Layer
+
+_PI = math.pi
+
+
+def _outer(a, b):
+  return a[:, None] * b[None, :]
+
+
+class Elementwise(Layer):
+  """Base of activations: subclasses define ``fn`` and ``dual``."""
+  name = "Elementwise"
+
+  def fn(self, x):
+    raise NotImplementedError
+
+  def dual(self, q11, q12, q22, need_dot: bool):
+    """Returns (E[phi(u)phi(v)], E[phi'(u)phi'(v)] or None) for broadcastable q's."""
+    raise NotImplementedError
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    return self.fn(x)
+
+  def _kernel(self, k, path, ctx):
+    if isinstance(k, list):
+      raise ValueError(f"{self.name} expects a single input, got a list of branches.")
+    if not k.is_gaussian:
+      raise ValueError(f"{self.name} has a kernel only on Gaussian pre-activations: put a Dense "
+                       "layer before it (its input is the raw data or another nonlinearity).")
+    nngp, dot = self.dual(k.cov1[:, None], k.nngp, k.cov2[None, :], k.ntk is not None)
+    cov1, _ = self.dual(k.cov1, k.cov1, k.cov1, False)
+    cov2 = cov1 if k.x1_is_x2 else self.dual(k.cov2, k.cov2, k.cov2, False)[0]
+    ntk = None if k.ntk is None else k.ntk * dot
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+
+# ----------------------------------------------------------------------------
+# Angles and square roots that stay finite at correlation +-1 and at zero inputs.
+
+# arccos(x) = sqrt(1 - x) p(x) on [0, 1], |error| <= 2e-8 (Abramowitz & Stegun 4.4.46).
+_ACOS_COEFFS = (1.5707963050, -0.2145988016, 0.0889789874, -0.0501743046,
+                0.0308918810, -0.0170881256, 0.0066700901, -0.0012624911)
+
+
+def _acos_f32(rho):
+  a = jnp.abs(rho)
+  p = _ACOS_COEFFS[-1]
+  for c in _ACOS_COEFFS[-2::-1]:
+    p = p * a + c
+  t = jnp.sqrt(1.0 - a) * p
+  return jnp.where(rho >= 0, t, _PI - t)
+
+
+def correlation_angle(q11, q12, q22):
+  """Returns (theta, sqrt(q11 q22), sqrt(q11 q22 - q12^2)); theta = pi/2 where a norm is 0."""
+  norm = jnp.sqrt(q11 * q22)
+  safe = jnp.where(norm > 0, norm, 1.0)
+  rho = jnp.clip(jnp.where(norm > 0, q12 / safe, 0.0), -1.0, 1.0)
+  if rho.dtype == jnp.float64:
+    theta = jnp.arccos(rho)
+  else:  # a vectorisable polynomial, accurate to float32 rounding
+    theta = _acos_f32(rho)
+  sin = jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0))
+  return theta, norm, norm * sin
+
+
+@dataclasses.dataclass(frozen=True)
+class ABRelu(Elementwise):
+  """ABRelu(a, b): ``a min(x, 0) + b max(x, 0)``; arc-cosine kernel (Cho & Saul 2009, eq. 6; Tsuchida et al. 2018)."""
+  a: float
+  b: float
+  name = "ABRelu"
+
+  def fn(self, x):
+    return self.a * jnp.minimum(x, 0) + self.b * jnp.maximum(x, 0)
+
+  def dual(self, q11, q12, q22, need_dot):
+    theta, _, cross = correlation_angle(q11, q12, q22)
+    c = (self.a - self.b) ** 2 / (2 * _PI)
+    dot = (self.a ** 2 + self.b ** 2) / 2 - c * theta
+    return c * cross + dot * q12, (dot if need_dot else None)
+
+
+def Relu() -> ABRelu:  # pylint: disable=invalid-name
+  """ReLU, ``max(x, 0)``."""
+  return ABRelu(0.0, 1.0)
+
+
+def LeakyRelu(alpha: float) -> ABRelu:  # pylint: disable=invalid-name
+  """Leaky ReLU, ``alpha min(x, 0) + max(x, 0)``."""
+  return ABRelu(float(alpha), 1.0)
+
+
+def Abs() -> ABRelu:  # pylint: disable=invalid-name
+  """Absolute value."""
+  return ABRelu(-1.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Erf(Elementwise):
+  """Erf(a, b, c): ``a erf(b x) + c``; arcsine kernel (Williams 1997, eq. 11)."""
+  a: float = 1.0
+  b: float = 1.0
+  c: float = 0.0
+  name = "Erf"
+
+  def fn(self, x):
+    return self.a * jax.scipy.special.erf(self.b * x) + self.c
+
+  def dual(self, q11, q12, q22, need_dot):
+    b2 = self.b ** 2
+    d1, d2 = 1 + 2 * b2 * q11, 1 + 2 * b2 * q22
+    prod = d1 * d2
+    arg = jnp.clip(2 * b2 * q12 / jnp.sqrt(prod), -1.0, 1.0)
+    nngp = self.a ** 2 * (2 / _PI) * jnp.arcsin(arg) + self.c ** 2
+    dot = None
+    if need_dot:
+      det = jnp.maximum(prod - (2 * b2 * q12) ** 2, jnp.finfo(prod.dtype).tiny)
+      dot = self.a ** 2 * b2 * (4 / _PI) / jnp.sqrt(det)
+    return nngp, dot
+
+
+@dataclasses.dataclass(frozen=True)
+class Gelu(Elementwise):
+  """Gelu, ``x Phi(x)`` (exact, or tanh-approximated in the finite network); kernel of Tsuchida et al. 2021, eq. 13."""
+  approximate: bool = False
+  name = "Gelu"
+
+  def fn(self, x):
+    return jax.nn.gelu(x, approximate=self.approximate)
+
+  def dual(self, q11, q12, q22, need_dot):
+    p = q11 * q22
+    p1 = (1 + q11) * (1 + q22)
+    delta2 = jnp.maximum(p1 - q12 ** 2, jnp.finfo(jnp.result_type(p1)).tiny)
+    delta = jnp.sqrt(delta2)
+    angle = jnp.arctan2(q12, delta)  # arcsin(q12 / sqrt(p1))
+    nngp = q12 / 4 + ((q12 ** 2 + p * delta2) / (p1 * delta) + q12 * angle) / (2 * _PI)
+    dot = None
+    if need_dot:
+      dot = 0.25 + angle / (2 * _PI) + q12 / (2 * _PI * delta) * (
+          1 / delta2 + (1 - p) / p1 + 1)
+    return nngp, dot
+
+
+def _hermite_nodes(deg: int):
+  z, w = np.polynomial.hermite_e.hermegauss(deg)
+  return z, w / np.sqrt(2 * np.pi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Numerical(Elementwise):
+  """Any elementwise ``fn``; kernels by ``deg``-point Gauss-Hermite quadrature in 2D (Novak et al. 2020, Sec. D).
+
+  ``df`` is the derivative (defaults to ``jax.grad(fn)``). Accurate for smooth
+  functions; for kinks (ReLU-like) the error decays slowly with ``deg``.
+  """
+  fn_: Callable
+  deg: int = 25
+  df: Optional[Callable] = None
+  name = "ElementwiseNumerical"
+
+  def __post_init__(self):
+    if not callable(self.fn_):
+      raise TypeError(f"fn must be callable, got {type(self.fn_).__name__}.")
+    validation.check_positive_int(self.deg, "deg")
+    if self.df is not None and not callable(self.df):
+      raise TypeError(f"df must be callable or None, got {type(self.df).__name__}.")
+
+  def fn(self, x):
+    return self.fn_(x)
+
+  def _dfn(self, x):
+    if self.df is not None:
+      return self.df(x)
+    g = jax.grad(lambda t: jnp.sum(self.fn_(t)))
+    return g(x)
+
+  def dual(self, q11, q12, q22, need_dot):
+    z, w = _hermite_nodes(self.deg)
+    dtype = jnp.result_type(q12)
+    z = jnp.asarray(z, dtype)
+    w = jnp.asarray(w, dtype)
+    s1 = jnp.sqrt(jnp.maximum(q11, 0))
+    s2 = jnp.sqrt(jnp.maximum(q22, 0))
+    norm = s1 * s2
+    rho = jnp.clip(jnp.where(norm > 0, q12 / jnp.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
+    perp = jnp.sqrt(jnp.maximum(1 - rho ** 2, 0))
+    shape = jnp.broadcast_shapes(jnp.shape(q11), jnp.shape(q12), jnp.shape(q22))
+
+    def expect(f):
+      # u = s1 z_i, v = s2 (rho z_i + perp z_j); sum over i in a scan, over j vectorised.
+      def body(acc, zw):
+        zi, wi = zw
+        fu = f(s1 * zi)
+        v = s2[..., None] * (rho[..., None] * zi + perp[..., None] * z)
+        fv = jnp.sum(f(v) * w, axis=-1)
+        return acc + wi * fu * fv, None
+      acc0 = jnp.zeros(shape, dtype)
+      out, _ = jax.lax.scan(body, acc0, (z, w))
+      return out
+
+    s1 = jnp.broadcast_to(s1, shape)
+    s2 = jnp.broadcast_to(s2, shape)
+    rho = jnp.broadcast_to(rho, shape)
+    perp = jnp.broadcast_to(perp, shape)
+    nngp = expect(self.fn_)
+    dot = expect(self._dfn) if need_dot else None
+    return nngp, dot
+
+
+def ElementwiseNumerical(fn: Callable, deg: int = 25,  # pylint: disable=invalid-name
+                         df: Optional[Callable] = None) -> Numerical:
+  """Activation ``fn`` with kernels by Gauss-Hermite quadrature (neural_tangents.stax.ElementwiseNumerical)."""
+  return Numerical(fn, deg, df)
+
+
+def Tanh(deg: int = 25) -> Numerical:  # pylint: disable=invalid-name
+  """tanh, with kernels by quadrature."""
+  return Numerical(jnp.tanh, deg)
