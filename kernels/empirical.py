@@ -1,0 +1,289 @@
+"""Finite-width (empirical) NTK and NNGP of any function ``f(params, x)``.
+
+``empirical_ntk_fn(f)`` returns ``ntk_fn(x1, x2, params)`` computing
+``Theta(x1, x2) = sum_p lr_p (df(x1)/dp)(df(x2)/dp)^T`` (Jacot et al. 2018, eq. 6),
+with optional per-parameter learning-rate weights so that it converges to the
+parameterization-aware infinite-width NTK of `kernels.stax`. Output axes are
+handled as in neural-tangents: ``trace_axes`` are averaged over (the mean of the
+diagonal), ``diagonal_axes`` keep only equal output indices, the rest give pairs.
+
+Implementations (agree to float tolerance, see tests):
+
+* ``"jacobian"``: contract the two Jacobians leaf by leaf.
+* ``"ntvp"``: NTK-vector products: one VJP at x2 and one JVP at x1 per output
+  coordinate of x2 (no Jacobian of x1 is stored).
+* ``"structured"``: for `kernels.stax` networks only. Each Dense layer ``y = m x W``
+  contributes ``lr m^2 (X1 X2^T) * (G1 G2^T)``, the Gram matrix of its inputs times
+  that of the cotangents at its outputs, so the cost per layer is O(n^2 width)
+  rather than O(n^2 parameters) (Novak et al. 2022, "Fast Finite Width NTK", Sec. 3.3).
+"""
+from __future__ import annotations
+
+import functools
+import string
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+
+from kernels import validation
+from kernels.stax.layer import ApplyFn
+
+IMPLEMENTATIONS = ("jacobian", "ntvp", "structured")
+Axes = Union[int, Sequence[int]]
+
+
+def _canonical_axes(axes: Axes, ndim: int, name: str) -> Tuple[int, ...]:
+  """Output axes (excluding the batch axis 0) as non-negative indices into the output."""
+  if isinstance(axes, int):
+    axes = (axes,)
+  out = []
+  for a in axes:
+    if not isinstance(a, int):
+      raise TypeError(f"{name} must hold integers, got {a!r}.")
+    c = a % ndim if -ndim <= a < ndim else None
+    if c is None or c == 0:
+      raise ValueError(f"{name} entry {a} is not an output axis of outputs with {ndim} axes "
+                       "(axis 0 is the batch).")
+    out.append(c)
+  return tuple(sorted(set(out)))
+
+
+def _contraction(out_ndim: int, trace: Tuple[int, ...], diag: Tuple[int, ...], extra: str):
+  """Einsum strings for a kernel between (n1, *O, extra) and (n2, *O, extra) blocks.
+
+  Returns (spec1, spec2, out_spec, normaliser axes) with output axes ordered as
+  (n1, n2, pairs of the remaining output axes, diagonal axes).
+  """
+  letters = iter(string.ascii_letters.replace("i", "").replace("j", ""))
+  s1, s2, pairs, diags = ["i"], ["j"], [], []
+  for ax in range(1, out_ndim):
+    if ax in trace:
+      c = next(letters)
+      s1.append(c)
+      s2.append(c)
+    elif ax in diag:
+      c = next(letters)
+      s1.append(c)
+      s2.append(c)
+      diags.append(c)
+    else:
+      c1, c2 = next(letters), next(letters)
+      s1.append(c1)
+      s2.append(c2)
+      pairs += [c1, c2]
+  e = "".join(next(letters) for _ in extra)
+  return "".join(s1) + e, "".join(s2) + e, "ij" + "".join(pairs) + "".join(diags)
+
+
+def _trace_size(shape, trace):
+  size = 1
+  for ax in trace:
+    size *= shape[ax]
+  return size
+
+
+def _check_axes(trace_axes, diagonal_axes, out_ndim):
+  trace = _canonical_axes(trace_axes, out_ndim, "trace_axes")
+  diag = _canonical_axes(diagonal_axes, out_ndim, "diagonal_axes")
+  if set(trace) & set(diag):
+    raise ValueError(f"trace_axes {trace_axes} and diagonal_axes {diagonal_axes} overlap.")
+  return trace, diag
+
+
+def _lr_leaves(params, learning_rates):
+  leaves = jax.tree_util.tree_leaves(params)
+  if learning_rates is None:
+    return [1.0] * len(leaves)
+  lrs = jax.tree_util.tree_leaves(learning_rates)
+  if len(lrs) != len(leaves):
+    raise ValueError(f"learning_rates has {len(lrs)} leaves, params has {len(leaves)}.")
+  return lrs
+
+
+def _jacobian_ntk(f, x1, x2, params, trace, diag, lrs, vmap_axes):
+  def jac(x):
+    if vmap_axes is None:
+      return jax.jacrev(f)(params, x)
+    single = lambda p, xi: f(p, jnp.expand_dims(xi, vmap_axes))[0]
+    return jax.vmap(jax.jacrev(single), in_axes=(None, vmap_axes))(params, x)
+
+  j1 = jax.tree_util.tree_leaves(jac(x1))
+  j2 = j1 if x2 is None else jax.tree_util.tree_leaves(jac(x2))
+  out_ndim = None
+  total = 0.0
+  for a, b, lr, p in zip(j1, j2, lrs, jax.tree_util.tree_leaves(params)):
+    out_ndim = a.ndim - p.ndim
+    s1, s2, so = _contraction(out_ndim, trace, diag, "p" * p.ndim)
+    total = total + lr * jnp.einsum(f"{s1},{s2}->{so}", a, b)
+  shape = jax.eval_shape(f, params, x1).shape
+  return total / _trace_size(shape, trace)
+
+
+def _ntvp_ntk(f, x1, x2, params, trace, diag, lrs):
+  x2 = x1 if x2 is None else x2
+  treedef = jax.tree_util.tree_structure(params)
+  out2, vjp2 = jax.vjp(lambda p: f(p, x2), params)
+  out_shape1 = jax.eval_shape(f, params, x1).shape
+  basis = jnp.eye(out2.size, dtype=out2.dtype).reshape((out2.size,) + out2.shape)
+
+  def column(cot):
+    (g,) = vjp2(cot)
+    g = jax.tree_util.tree_unflatten(
+        treedef, [lr * leaf for lr, leaf in zip(lrs, jax.tree_util.tree_leaves(g))])
+    return jax.jvp(lambda p: f(p, x1), (params,), (g,))[1]
+
+  cols = jax.lax.map(column, basis)  # (n2 * O2, n1, *O1)
+  full = cols.reshape(out2.shape + out_shape1)
+  # full[j, o2..., i, o1...] -> ntk via identity contraction with (n1,*O) x (n2,*O) layout.
+  nd = len(out_shape1)
+  full = jnp.moveaxis(full, tuple(range(nd)), tuple(range(nd, 2 * nd)))  # (i, o1.., j, o2..)
+  s1, s2, so = _contraction(nd, trace, diag, "")
+  spec = s1 + s2
+  return jnp.einsum(f"{spec}->{so}", full) / _trace_size(out_shape1, trace)
+
+
+def _dense_layers(layer, path=()):
+  from kernels.stax.dense import Dense  # local import: avoids a cycle at import time
+  if isinstance(layer, Dense):
+    return {path: layer}
+  out = {}
+  for i, child in enumerate(layer._children()):
+    out.update(_dense_layers(child, path + (i,)))
+  return out
+
+
+def _structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace, diag, lr_tree):
+  layer = apply_fn.layer
+  ctx = layer.context()
+  denses = _dense_layers(layer)
+
+  def parts(x):
+    probes = {p: jnp.zeros(x.shape[:-1] + (d.out_dim,), x.dtype) for p, d in denses.items()}
+    fwd = lambda pr: apply_fn.with_intermediates(params, x, pr)
+    y, vjp_fn, rec = jax.vjp(fwd, probes, has_aux=True)
+    if y.ndim != 2:
+      raise ValueError("the structured implementation needs outputs of shape (n, k).")
+    k = y.shape[1]
+    cots = jnp.eye(k, dtype=y.dtype)[:, None, :] * jnp.ones_like(y)[None]  # (k, n, k)
+    grads = jax.vmap(lambda c: vjp_fn(c)[0])(cots)  # path -> (k, n, width)
+    return y, rec, grads
+
+  y1, rec1, g1 = parts(x1)
+  y2, rec2, g2 = (y1, rec1, g1) if x2 is None else parts(x2)
+  s1, s2, so = _contraction(2, trace, diag, "")
+  a1, a2 = s1[1], s2[1]  # output-axis letters
+  lrs = _lr_by_path(layer, params, lr_tree)
+  total = 0.0
+  for path, dense in denses.items():
+    W, b = _params_at(params, path)
+    sc = dense.scales(W.shape[0], path, ctx)
+    w_lr, b_lr = lrs[path]
+    gram_g = jnp.einsum(f"{a1}iw,{a2}jw->{so}", g1[path], g2[path])
+    gram_x = rec1[path] @ rec2[path].T
+    coef = gram_x * (w_lr * sc.w_mult ** 2)
+    if b is not None:
+      coef = coef + b_lr * sc.b_mult ** 2
+    total = total + coef.reshape(coef.shape + (1,) * (gram_g.ndim - 2)) * gram_g
+  return total / _trace_size(y1.shape, trace)
+
+
+def _params_at(params, path):
+  for i in path:
+    params = params[i]
+  return params
+
+
+def _lr_by_path(layer, params, lr_tree):
+  denses = _dense_layers(layer)
+  out = {}
+  for path in denses:
+    if lr_tree is None:
+      out[path] = (1.0, 1.0)
+    else:
+      w_lr, b_lr = _params_at(lr_tree, path)
+      out[path] = (w_lr, 1.0 if b_lr is None else b_lr)
+  return out
+
+
+def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes = (),
+                     vmap_axes: Optional[int] = None, implementation: str = "jacobian",
+                     learning_rates=None) -> Callable:
+  """Returns ``ntk_fn(x1, x2, params, **kwargs)``, the empirical NTK of ``f(params, x)``.
+
+  Args:
+    f: the function; a `kernels.stax` ``apply_fn`` or any JAX function, e.g. a Flax
+      module's ``apply``.
+    trace_axes: output axes averaged over (neural-tangents semantics).
+    diagonal_axes: output axes on which only the diagonal is kept.
+    vmap_axes: batch axis of the inputs to vmap the Jacobian over (``"jacobian"`` only).
+    implementation: ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (stax networks).
+    learning_rates: optional pytree like ``params`` of per-leaf learning-rate factors
+      (`kernels.optim.learning_rates`); the NTK is then the learning-rate-weighted one.
+  """
+  if not callable(f):
+    raise TypeError(f"f must be callable, got {type(f).__name__}.")
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}.")
+  if implementation == "structured" and not isinstance(f, ApplyFn):
+    raise ValueError("implementation='structured' needs the apply_fn of a kernels.stax network.")
+
+  @functools.partial(jax.jit, static_argnames=("kw_items",))
+  def _ntk(x1, x2, params, kw_items=()):
+    g = (lambda p, x: f(p, x, **dict(kw_items))) if kw_items else f
+    out_ndim = len(jax.eval_shape(g, params, x1).shape)
+    trace, diag = _check_axes(trace_axes, diagonal_axes, out_ndim)
+    if implementation == "structured":
+      return _structured_ntk(f, x1, x2, params, trace, diag, learning_rates)
+    lrs = _lr_leaves(params, learning_rates)
+    if implementation == "jacobian":
+      return _jacobian_ntk(g, x1, x2, params, trace, diag, lrs, vmap_axes)
+    return _ntvp_ntk(g, x1, x2, params, trace, diag, lrs)
+
+  def ntk_fn(x1, x2, params, **kwargs):
+    x1 = validation.as_float_array(x1, "x1")
+    x2 = None if x2 is None else validation.as_float_array(x2, "x2")
+    if x2 is not None and x2.shape[1:] != x1.shape[1:]:
+      raise ValueError(f"x1 and x2 must have the same feature shape, got {x1.shape} and "
+                       f"{x2.shape}.")
+    return _ntk(x1, x2, params, kw_items=tuple(sorted(kwargs.items())))
+
+  return ntk_fn
+
+
+def empirical_nngp_fn(f: Callable, trace_axes: Axes = (-1,),
+                      diagonal_axes: Axes = ()) -> Callable:
+  """Returns ``nngp_fn(x1, x2, params)``: the output second moment ``f(x1) f(x2)^T`` of one network."""
+  if not callable(f):
+    raise TypeError(f"f must be callable, got {type(f).__name__}.")
+
+  @jax.jit
+  def nngp_fn(x1, x2, params):
+    y1 = f(params, x1)
+    y2 = y1 if x2 is None else f(params, x2)
+    trace, diag = _check_axes(trace_axes, diagonal_axes, y1.ndim)
+    s1, s2, so = _contraction(y1.ndim, trace, diag, "")
+    return jnp.einsum(f"{s1},{s2}->{so}", y1, y2) / _trace_size(y1.shape, trace)
+
+  return nngp_fn
+
+
+def empirical_kernel_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes = (),
+                        vmap_axes: Optional[int] = None, implementation: str = "jacobian",
+                        learning_rates=None) -> Callable:
+  """Returns ``kernel_fn(x1, x2, get, params)`` giving empirical ``nngp`` and/or ``ntk``."""
+  from kernels.stax.layer import canonicalize_get, _namedtuple
+  ntk_fn = empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation,
+                            learning_rates)
+  nngp_fn = empirical_nngp_fn(f, trace_axes, diagonal_axes)
+
+  def kernel_fn(x1, x2=None, get=None, params=None, **kwargs):
+    if params is None:
+      raise TypeError("kernel_fn needs params.")
+    get_t, single = canonicalize_get(get)
+    get_t = get_t or ("nngp", "ntk")
+    fns = {"nngp": lambda: nngp_fn(x1, x2, params), "ntk": lambda: ntk_fn(x1, x2, params, **kwargs)}
+    out = tuple(fns[g]() for g in get_t)
+    return out[0] if single else _namedtuple(get_t)(*out)
+
+  return kernel_fn
