@@ -268,6 +268,38 @@ def empirical_nngp_fn(f: Callable, trace_axes: Axes = (-1,),
   return nngp_fn
 
 
+def conditional_nngp_fn(apply_fn: ApplyFn) -> Callable:
+  """Returns ``nngp_fn(x1, x2, params)``: the NNGP of a finite network given its hidden layers.
+
+  The output covariance over the readout layer's random weights with the hidden
+  layers fixed, ``s_w^2 h(x1) h(x2)^T + s_b^2`` (Lee et al. 2018, eq. 4, at finite
+  width); it converges to ``kernel_fn``'s NNGP like width^-1/2, whereas a single
+  network's ``f(x1) f(x2)^T`` keeps an order-one sampling error.
+  """
+  if not isinstance(apply_fn, ApplyFn):
+    raise TypeError("conditional_nngp_fn needs the apply_fn of a kernels.stax network.")
+  layer = apply_fn.layer
+  ctx = layer.context()
+  denses = _dense_layers(layer)
+  readouts = [p for p in denses if ctx.role(p).is_readout]
+  if len(readouts) != 1:
+    raise ValueError(f"the network must have exactly one readout Dense layer, found {len(readouts)}.")
+  path = readouts[0]
+  dense = denses[path]
+
+  @jax.jit
+  def nngp_fn(x1, x2, params):
+    _, rec1 = apply_fn.with_intermediates(params, x1)
+    h1 = rec1[path]
+    h2 = h1 if x2 is None else apply_fn.with_intermediates(params, x2)[1][path]
+    W, b = _params_at(params, path)
+    s = dense.scales(W.shape[0], path, ctx)
+    var_b = 0.0 if b is None else (s.b_mult * s.b_init) ** 2
+    return (s.w_mult * s.w_init) ** 2 * (h1 @ h2.T) + var_b
+
+  return nngp_fn
+
+
 def empirical_kernel_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes = (),
                         vmap_axes: Optional[int] = None, implementation: str = "jacobian",
                         learning_rates=None) -> Callable:

@@ -142,7 +142,7 @@ class ApplyFn:
     x = validation.as_float_array(inputs, "inputs")
     return self.layer._apply(params, x, (), self.layer.context())
 
-  def with_intermediates(self, params, inputs, probes):
+  def with_intermediates(self, params, inputs, probes=None):
     """Outputs with ``probes[path]`` added to each Dense output, and each Dense input.
 
     Used by the structured empirical NTK: the derivative of the outputs with respect
