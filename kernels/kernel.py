@@ -54,6 +54,8 @@ def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool) -> K
   cov1 = jnp.sum(x1 * x1, axis=-1) / d
   if x2 is None:
     nngp = x1 @ x1.T / d
+    # Same rounding on the diagonal as cov1, so a point's correlation with itself is exactly 1.
+    nngp = nngp.at[jnp.diag_indices(nngp.shape[0])].set(cov1)
     cov2 = cov1
   else:
     nngp = x1 @ x2.T / d
