@@ -55,7 +55,9 @@ def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool) -> K
   if x2 is None:
     nngp = x1 @ x1.T / d
     # Same rounding on the diagonal as cov1, so a point's correlation with itself is exactly 1.
-    nngp = nngp.at[jnp.diag_indices(nngp.shape[0])].set(cov1)
+    n = nngp.shape[0]
+    on_diag = jnp.arange(n)[:, None] == jnp.arange(n)[None, :]  # fuses into consumers
+    nngp = jnp.where(on_diag, cov1[:, None], nngp)
     cov2 = cov1
   else:
     nngp = x1 @ x2.T / d
