@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from kernels import validation
 from kernels.kernel import input_kernel
-from kernels.stax.layer import KernelFn, _finalize, _namedtuple, canonicalize_get
+from kernels.stax.layer import KernelFn, _namedtuple, canonicalize_get, diagonal_pass, matrix_pass
 
 
 def _place(x: np.ndarray, sharding) -> jax.Array:
@@ -31,14 +31,19 @@ def _place(x: np.ndarray, sharding) -> jax.Array:
 def _block_fn(layer, need_ntk: bool, mesh: Mesh):
   rows = NamedSharding(mesh, PartitionSpec("batch", None))
   rep = NamedSharding(mesh, PartitionSpec())
+  vec_rows = NamedSharding(mesh, PartitionSpec("batch"))
 
-  def block(x1, x2):
-    k = input_kernel(x1, x2, need_ntk)
-    k = _finalize(layer._kernel(k, (), layer.context()))
+  def block(x1, x2, covs):
+    k = matrix_pass(layer, x1, x2, need_ntk, covs)
     return k.nngp, k.ntk
 
-  out = NamedSharding(mesh, PartitionSpec("batch", None))
-  return jax.jit(block, in_shardings=(rows, rep), out_shardings=(out, out if need_ntk else None))
+  def fn(x1, x2, covs):
+    cov_shardings = {p: (vec_rows, rep) for p in covs}
+    jitted = jax.jit(block, in_shardings=(rows, rep, cov_shardings),
+                     out_shardings=(rows, rows if need_ntk else None))
+    return jitted(x1, x2, covs)
+
+  return fn
 
 
 def batch(kernel_fn: KernelFn, batch_size: int = 0, devices: Optional[Sequence] = None):
@@ -84,7 +89,8 @@ def batch(kernel_fn: KernelFn, batch_size: int = 0, devices: Optional[Sequence] 
       nn_cols, nt_cols = [], []
       for j in range(0, n2, bs2):
         xb = _place(b[j:j + bs2], rep)
-        nngp, ntk = fn(xa, xb)
+        covs, _, _ = diagonal_pass(layer, a_pad[i:i + step1], b[j:j + bs2])
+        nngp, ntk = fn(xa, xb, covs)
         nn_cols.append(nngp)
         nt_cols.append(ntk)
       nngp_rows.append(jnp.concatenate(nn_cols, axis=1))

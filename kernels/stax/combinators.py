@@ -187,8 +187,13 @@ class FanInSumLayer(Layer):
       raise ValueError(f"FanInSum needs branches of equal width, got {[k.width for k in ks]}.")
     ntks = [k.ntk for k in ks]
     ntk = None if any(t is None for t in ntks) else sum(ntks[1:], ntks[0])
+    covs = None
+    if any(k.covs is not None for k in ks):
+      covs = {}
+      for k in ks:
+        covs.update(k.covs or {})
     return ks[0].replace(nngp=sum(k.nngp for k in ks), ntk=ntk, cov1=sum(k.cov1 for k in ks),
-                         cov2=sum(k.cov2 for k in ks), source=("sum", path))
+                         cov2=sum(k.cov2 for k in ks), source=("sum", path), covs=covs)
 
 
 def FanInSum() -> FanInSumLayer:  # pylint: disable=invalid-name
@@ -248,10 +253,11 @@ class Residual(Layer):
     out, p = self.block._init(key, shape, path + (0,), ctx, sampler, dtype)
     if tuple(out) != tuple(shape):
       raise ValueError(f"Residual block must keep the shape {shape}, it gives {out}.")
-    return shape, p
+    return shape, (p,)  # params are nested like paths: the block is child 0
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
-    return x + self.multiplier * self.block._apply(params, x, path + (0,), ctx, probes, record)
+    return x + self.multiplier * self.block._apply(params[0], x, path + (0,), ctx, probes,
+                                                   record)
 
   def _kernel(self, k, path, ctx):
     kb = self.block._kernel(k, path + (0,), ctx)
@@ -263,7 +269,7 @@ class Residual(Layer):
     ntk = None if k.ntk is None else k.ntk + m2 * kb.ntk
     return k.replace(nngp=k.nngp + m2 * kb.nngp, ntk=ntk, cov1=k.cov1 + m2 * kb.cov1,
                      cov2=k.cov2 + m2 * kb.cov2, is_gaussian=k.is_gaussian,
-                     source=("residual", path))
+                     source=("residual", path), covs=kb.covs)
 
   def _lr(self, params, path, ctx, optimizer):
-    return self.block._lr(params, path + (0,), ctx, optimizer)
+    return (self.block._lr(params[0], path + (0,), ctx, optimizer),)

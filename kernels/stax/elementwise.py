@@ -45,15 +45,47 @@ class Elementwise(Layer):
     if not k.is_gaussian:
       raise ValueError(f"{self.name} has a kernel only on Gaussian pre-activations: put a Dense "
                        "layer before it (its input is the raw data or another nonlinearity).")
-    nngp, dot = self.dual(k.cov1[:, None], k.nngp, k.cov2[None, :], k.ntk is not None)
-    cov1, _ = self.dual(k.cov1, k.cov1, k.cov1, False)
-    cov2 = cov1 if k.x1_is_x2 else self.dual(k.cov2, k.cov2, k.cov2, False)[0]
+    if k.diagonal:  # variances only; remember this layer's input variances
+      cov1 = self.dual(k.cov1, k.cov1, k.cov1, False)[0]
+      cov2 = cov1 if k.x1_is_x2 else self.dual(k.cov2, k.cov2, k.cov2, False)[0]
+      covs = dict(k.covs or {})
+      covs[path] = (k.cov1, k.cov2)
+      return k.replace(nngp=cov1, cov1=cov1, cov2=cov2, covs=covs, is_gaussian=False)
+    q1, q2 = k.covs[path] if (k.covs and path in k.covs) else (k.cov1, k.cov2)
+    need_dot = k.ntk is not None
+    nngp, dot = self.dual(q1[:, None], k.nngp, q2[None, :], need_dot)
+    cov1, dot1 = self.dual(q1, q1, q1, need_dot)
+    if k.x1_is_x2:
+      # A point with itself has correlation exactly 1: use the diagonal formulas there
+      # (rounding of ulp size would otherwise be amplified by the square roots).
+      n = nngp.shape[0]
+      on_diag = jnp.arange(n)[:, None] == jnp.arange(n)[None, :]
+      nngp = jnp.where(on_diag, cov1[:, None], nngp)
+      dot = None if dot is None else jnp.where(on_diag, dot1[:, None], dot)
+      cov2 = cov1
+    else:
+      cov2 = self.dual(q2, q2, q2, False)[0]
     ntk = None if k.ntk is None else k.ntk * dot
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 
 
 # ----------------------------------------------------------------------------
 # Angles and square roots that stay finite at correlation +-1 and at zero inputs.
+
+
+@jax.custom_jvp
+def safe_sqrt(x):
+  """sqrt(max(x, 0)) whose derivative is 0, not inf or NaN, where x <= 0."""
+  return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  y = safe_sqrt(x)
+  pos = y > 0
+  return y, jnp.where(pos, t / (2 * jnp.where(pos, y, 1.0)), 0.0)
+
 
 # arccos(x) = sqrt(1 - x) p(x) on [0, 1], |error| <= 2e-8 (Abramowitz & Stegun 4.4.46).
 _ACOS_COEFFS = (1.5707963050, -0.2145988016, 0.0889789874, -0.0501743046,
@@ -65,21 +97,31 @@ def _acos_f32(rho):
   p = _ACOS_COEFFS[-1]
   for c in _ACOS_COEFFS[-2::-1]:
     p = p * a + c
-  t = jnp.sqrt(1.0 - a) * p
+  t = safe_sqrt(1.0 - a) * p
   return jnp.where(rho >= 0, t, _PI - t)
 
 
 def correlation_angle(q11, q12, q22):
-  """Returns (theta, sqrt(q11 q22), sqrt(q11 q22 - q12^2)); theta = pi/2 where a norm is 0."""
-  norm = jnp.sqrt(q11 * q22)
+  """Returns (theta, sqrt(q11 q22 - q12^2)): the angle between the two Gaussians.
+
+  theta = pi/2 where a variance is 0. In float64 the angle is atan2 of the exact
+  expressions (theta = 0 exactly for identical inputs); in float32 a vectorisable
+  polynomial arccos of the clipped correlation, accurate to float32 rounding.
+  """
+  prod = q11 * q22
+  if jnp.result_type(prod) == jnp.float64:
+    # q11 q22 - q12^2 from differences: exactly 0 for identical inputs, and no
+    # cancellation (or fused-multiply-add rounding) near correlation 1.
+    d1, d2 = q11 - q12, q22 - q12
+    cross = safe_sqrt(d1 * d2 + q12 * (d1 + d2))
+    both_zero = (cross == 0) & (q12 == 0)
+    theta = jnp.where(both_zero, _PI / 2, jnp.arctan2(cross, jnp.where(both_zero, 1.0, q12)))
+    return theta, cross
+  norm = safe_sqrt(prod)
   safe = jnp.where(norm > 0, norm, 1.0)
   rho = jnp.clip(jnp.where(norm > 0, q12 / safe, 0.0), -1.0, 1.0)
-  if rho.dtype == jnp.float64:
-    theta = jnp.arccos(rho)
-  else:  # a vectorisable polynomial, accurate to float32 rounding
-    theta = _acos_f32(rho)
-  sin = jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0))
-  return theta, norm, norm * sin
+  theta = _acos_f32(rho)
+  return theta, norm * safe_sqrt(1.0 - rho * rho)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +135,7 @@ class ABRelu(Elementwise):
     return self.a * jnp.minimum(x, 0) + self.b * jnp.maximum(x, 0)
 
   def dual(self, q11, q12, q22, need_dot):
-    theta, _, cross = correlation_angle(q11, q12, q22)
+    theta, cross = correlation_angle(q11, q12, q22)
     c = (self.a - self.b) ** 2 / (2 * _PI)
     dot = (self.a ** 2 + self.b ** 2) / 2 - c * theta
     return c * cross + dot * q12, (dot if need_dot else None)
@@ -199,11 +241,11 @@ class Numerical(Elementwise):
     dtype = jnp.result_type(q12)
     z = jnp.asarray(z, dtype)
     w = jnp.asarray(w, dtype)
-    s1 = jnp.sqrt(jnp.maximum(q11, 0))
-    s2 = jnp.sqrt(jnp.maximum(q22, 0))
+    s1 = safe_sqrt(q11)
+    s2 = safe_sqrt(q22)
     norm = s1 * s2
     rho = jnp.clip(jnp.where(norm > 0, q12 / jnp.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
-    perp = jnp.sqrt(jnp.maximum(1 - rho ** 2, 0))
+    perp = safe_sqrt(1 - rho ** 2)
     shape = jnp.broadcast_shapes(jnp.shape(q11), jnp.shape(q12), jnp.shape(q22))
 
     def expect(f):

@@ -213,10 +213,29 @@ def _finalize(k) -> Kernel:
   ntk = k.ntk
   if ntk is not None:
     ntk = jnp.broadcast_to(ntk, k.nngp.shape)
-  return k.replace(ntk=ntk)
+  return k.replace(ntk=ntk, covs=None)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _kernel_jit(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
-  k = input_kernel(x1, x2, need_ntk)
+def diagonal_pass(layer: Layer, x1, x2):
+  """Variances at every nonlinearity's input, and at the output (vectors only)."""
+  k = layer._kernel(input_kernel(x1, x2, False, diagonal=True), (), layer.context())
+  if isinstance(k, list):
+    raise ValueError("The network ends with several branches (e.g. FanOut without FanInSum); "
+                     "kernel_fn needs a single output.")
+  return k.covs, k.cov1, k.cov2
+
+
+def matrix_pass(layer: Layer, x1, x2, need_ntk: bool, covs) -> Kernel:
+  k = input_kernel(x1, x2, need_ntk, covs=covs)
   return _finalize(layer._kernel(k, (), layer.context()))
+
+
+_matrix_jit = jax.jit(matrix_pass, static_argnums=(0, 3))
+
+
+def _kernel_jit(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
+  """Variances first, op by op (O(n L) work, nothing to compile), then the compiled
+  (n1, n2) pass, which reads them as inputs (see kernels.kernel)."""
+  covs, cov1, cov2 = diagonal_pass(layer, x1, x2)
+  k = _matrix_jit(layer, x1, x2, need_ntk, covs)
+  return k.replace(cov1=cov1, cov2=cov2)
