@@ -1,0 +1,277 @@
+"""neural-tangents 0.6.5 side of the fixtures and benchmarks; runs in the reference environment.
+
+Executed by the reference python (see `benchmarks.reference_env`), never imported
+by the project: it imports only neural-tangents, JAX and numpy.
+
+  python benchmarks/nt_reference.py fixture --out tests/fixtures/nt_reference.json
+  (or, from the main environment, ``python -m benchmarks.reference_env fixture``)
+  python benchmarks/nt_reference.py serve      # JSON commands on stdin, replies on stdout
+
+Networks are written as lists of layer specs, e.g.
+``[["Dense", {"out_dim": 64, "W_std": 1.5, "b_std": 0.1, "parameterization": "standard"}],
+["Relu", {}], ["FanOut", {"num": 2}], ["parallel", [[...], [...]]], ["FanInSum", {}]]``,
+so that the same description can be built with `kernels.stax` by the tests.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import neural_tangents as nt  # noqa: E402
+from neural_tangents import stax  # noqa: E402
+
+REPLY_PREFIX = "@@reply "
+FIXTURE_SEED = 20240611
+N1, N2, D = 6, 5, 7
+_FUNCTIONS = {"tanh": jnp.tanh, "sin": jnp.sin}
+
+
+# ----------------------------------------------------------------------------
+# Layer specs -> neural_tangents.stax
+
+
+def build(spec):
+  """Builds a neural_tangents.stax network from a list of layer specs."""
+  return stax.serial(*[_layer(name, arg) for name, arg in spec])
+
+
+def _layer(name, arg):
+  if name == "serial":
+    return build(arg)
+  if name == "parallel":
+    return stax.parallel(*[build(s) for s in arg])
+  if name == "ElementwiseNumerical":
+    return stax.ElementwiseNumerical(_FUNCTIONS[arg["fn"]], deg=arg["deg"])
+  return getattr(stax, name)(**arg)
+
+
+# ----------------------------------------------------------------------------
+# Fixture
+
+
+def dense(out_dim, W_std=1.0, b_std=None, parameterization="ntk"):
+  return ["Dense", dict(out_dim=out_dim, W_std=W_std, b_std=b_std,
+                        parameterization=parameterization)]
+
+
+ACTIVATIONS = {
+    "relu": ["Relu", {}],
+    "leaky_relu": ["LeakyRelu", {"alpha": 0.1}],
+    "abrelu": ["ABRelu", {"a": -0.5, "b": 2.0}],
+    "abs": ["Abs", {}],
+    "erf": ["Erf", {"a": 0.7, "b": 1.3, "c": 0.2}],
+    "gelu": ["Gelu", {}],
+    "tanh_numerical": ["ElementwiseNumerical", {"fn": "tanh", "deg": 25}],
+    "sin_numerical": ["ElementwiseNumerical", {"fn": "sin", "deg": 25}],
+}
+
+
+def mlp_spec(widths, act, param, W_std, b_std, out_dim=3):
+  spec = []
+  for w in widths:
+    spec += [dense(w, W_std, b_std, param), act]
+  return spec + [dense(out_dim, W_std, b_std, param)]
+
+
+def fixture_architectures():
+  """Named fully-connected descriptions that the fixture covers."""
+  archs = {}
+  for param in ("ntk", "standard"):
+    widths = (64, 256) if param == "standard" else (512, 512)
+    for b_std in (None, 0.1):
+      for act_name, act in ACTIVATIONS.items():
+        name = f"{param}_{'bias' if b_std else 'nobias'}_{act_name}_depth2"
+        archs[name] = mlp_spec(widths, act, param, 1.5, b_std)
+    for depth in (1, 2, 3, 4):
+      widths = [32 * 2 ** i for i in range(depth)] if param == "standard" else [512] * depth
+      archs[f"{param}_depth{depth}_bias_relu_wstd1.3"] = mlp_spec(
+          widths, ACTIVATIONS["relu"], param, 1.3, 0.05)
+    archs[f"{param}_linear_depth0"] = [dense(4, 0.9, 0.2, param)]
+    archs[f"{param}_residual_identity"] = [
+        dense(128, 1.2, 0.1, param), ["FanOut", {"num": 2}],
+        ["parallel", [[ACTIVATIONS["relu"], dense(128, 1.4, 0.05, param)], [["Identity", {}]]]],
+        ["FanInSum", {}], ACTIVATIONS["relu"], dense(2, 1.0, 0.1, param)]
+    archs[f"{param}_residual_two_branches"] = [
+        dense(64, 1.1, None, param), ACTIVATIONS["erf"], ["FanOut", {"num": 2}],
+        ["parallel", [[dense(96, 1.0, 0.2, param)],
+                      [dense(48, 1.3, None, param), ACTIVATIONS["gelu"],
+                       dense(96, 0.8, 0.1, param)]]],
+        ["FanInSum", {}], ACTIVATIONS["abrelu"], dense(5, 1.0, None, param)]
+  return archs
+
+
+def fixture_inputs():
+  """x1 (6, 7) with a zero and a repeated row; x2 (5, 7) with a copy and a multiple of x1 rows."""
+  rng = np.random.default_rng(FIXTURE_SEED)
+  x1 = rng.normal(size=(N1, D))
+  x1[3] = 0.0  # zero input
+  x1[4] = x1[1]  # repeated input: correlation exactly 1 within x1
+  x2 = rng.normal(size=(N2, D))
+  x2[0] = x1[2]  # correlation exactly 1 across x1 and x2
+  x2[1] = -2.0 * x1[0]  # correlation exactly -1, different norm
+  return x1, x2
+
+
+def make_fixture():
+  jax.config.update("jax_enable_x64", True)
+  x1, x2 = fixture_inputs()
+  cases = []
+  for name, spec in fixture_architectures().items():
+    _, _, kernel_fn = build(spec)
+    for with_x2 in (False, True):
+      k = kernel_fn(jnp.asarray(x1), jnp.asarray(x2) if with_x2 else None, ("nngp", "ntk"))
+      nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
+      cases.append(dict(
+          name=f"{name}_{'x2' if with_x2 else 'x2none'}", layers=spec, x1=x1.tolist(),
+          x2=x2.tolist() if with_x2 else None, nngp=_jsonable(nngp), ntk=_jsonable(ntk),
+          finite=bool(np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk)))))
+  return dict(
+      description="neural-tangents 0.6.5 float64 NNGP/NTK of fully-connected networks; "
+                  "regenerate with `python -m benchmarks.reference_env fixture`.",
+      dtype="float64", seed=FIXTURE_SEED, versions=versions(), cases=cases)
+
+
+def _jsonable(a):
+  """Array as nested lists; NaN and inf as strings (JSON has no literal for them)."""
+  return [[float(v) if np.isfinite(v) else str(v) for v in row] for row in a]
+
+
+# ----------------------------------------------------------------------------
+# Benchmarks (served one command at a time so the caller can interleave timings)
+
+
+def versions():
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  return dict(neural_tangents=nt.__version__, jax=jax.__version__, jaxlib=jaxlib.__version__,
+              numpy=np.__version__, python=platform.python_version())
+
+
+class Server:
+  """State of the benchmark commands between calls."""
+
+  def __init__(self):
+    self.kernel = None
+    self.empirical = {}
+
+  # -- infinite-width kernels --
+  def kernel_setup(self, inputs_npz, depth, width, W_std, b_std):
+    x = jnp.asarray(np.load(inputs_npz)["x"], jnp.float32)
+    layers = []
+    for _ in range(depth):
+      layers += [stax.Dense(width, W_std=W_std, b_std=b_std), stax.Relu()]
+    layers.append(stax.Dense(1, W_std=W_std, b_std=b_std))
+    _, _, kernel_fn = stax.serial(*layers)
+    fn = jax.jit(kernel_fn, static_argnames=("get",))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
+    first = time.perf_counter() - t0
+    self.kernel = (fn, x)
+    return dict(first_call_s=first, devices=str(jax.devices()))
+
+  def kernel_time(self, repeats=1):
+    fn, x = self.kernel
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
+      times.append(time.perf_counter() - t0)
+    return times
+
+  def kernel_values(self, m, out_npz):
+    fn, x = self.kernel
+    k = fn(x[:m], None, get=("nngp", "ntk"))
+    np.savez(out_npz, nngp=np.asarray(k.nngp), ntk=np.asarray(k.ntk))
+    return out_npz
+
+  # -- empirical NTK --
+  def empirical_setup(self, params_npz, inputs_npz, depth, width, out_dim, W_std, b_std,
+                      implementation):
+    """Compiles ahead of time (not timed); the first execution is then a valid timing."""
+    x = jnp.asarray(np.load(inputs_npz)["x"], jnp.float32)
+    layers = []
+    for _ in range(depth):
+      layers += [stax.Dense(width, W_std=W_std, b_std=b_std), stax.Relu()]
+    layers.append(stax.Dense(out_dim, W_std=W_std, b_std=b_std))
+    _, apply_fn, _ = stax.serial(*layers)
+    z = np.load(params_npz)
+    params = []
+    for i in range(depth + 1):
+      params.append((jnp.asarray(z[f"W{i}"]), jnp.asarray(z[f"b{i}"])))
+      if i < depth:
+        params.append(())
+    params = tuple(params)
+    ntk_fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0,
+                                 implementation=implementation)
+    t0 = time.perf_counter()
+    compiled = jax.jit(lambda x, p: ntk_fn(x, None, p)).lower(x, params).compile()
+    self.empirical[implementation] = (compiled, x, params)
+    return dict(compile_s=time.perf_counter() - t0)
+
+  def empirical_time(self, implementation, repeats=1):
+    fn, x, params = self.empirical[implementation]
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(x, params))
+      times.append(time.perf_counter() - t0)
+    return times
+
+  def empirical_values(self, implementation, out_npz):
+    fn, x, params = self.empirical[implementation]
+    np.savez(out_npz, ntk=np.asarray(fn(x, params)))
+    return out_npz
+
+  def versions(self):
+    return versions()
+
+
+def serve():
+  """Answers one JSON command per stdin line with one ``@@reply`` JSON line on stdout."""
+  server = Server()
+  for line in sys.stdin:
+    if not line.strip():
+      continue
+    request = json.loads(line)
+    command = request.pop("command")
+    try:
+      reply = dict(result=getattr(server, command)(**request))
+    except Exception:  # pylint: disable=broad-except
+      reply = dict(error=traceback.format_exc())
+    sys.stdout.write(REPLY_PREFIX + json.dumps(reply) + "\n")
+    sys.stdout.flush()
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("command", choices=("fixture", "versions", "serve"))
+  parser.add_argument("--out", help="where to write the JSON result")
+  args = parser.parse_args()
+  if args.command == "serve":
+    serve()
+    return
+  result = make_fixture() if args.command == "fixture" else versions()
+  text = json.dumps(result, separators=(",", ":"))
+  if args.out:
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(text)
+    os.replace(tmp, args.out)
+  else:
+    print(text)
+
+
+if __name__ == "__main__":
+  main()

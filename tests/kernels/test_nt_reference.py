@@ -1,0 +1,81 @@
+"""kernels.stax against neural-tangents 0.6.5: float64 NNGP and NTK of fully-connected networks.
+
+The reference values in tests/fixtures/nt_reference.json were computed by
+neural-tangents itself (regenerate with ``python -m benchmarks.reference_env fixture``);
+each case holds the network as a list of layer specs, the inputs and both kernels.
+Where neural-tangents returns NaN (its quadrature divides 0/0 at a zero input
+without bias) the kernels here must be finite instead.
+"""
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kernels import stax
+
+FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "nt_reference.json"
+RTOL = 1e-6
+_FUNCTIONS = {"tanh": jnp.tanh, "sin": jnp.sin}
+
+
+def _load():
+  return json.loads(FIXTURE.read_text())
+
+
+def build(spec):
+  """Builds a kernels.stax network from a list of ``[name, arguments]`` layer specs."""
+  return stax.serial(*[_layer(name, arg) for name, arg in spec])
+
+
+def _layer(name, arg):
+  if name == "serial":
+    return build(arg)
+  if name == "parallel":
+    return stax.parallel(*[build(s) for s in arg])
+  if name == "ElementwiseNumerical":
+    return stax.ElementwiseNumerical(_FUNCTIONS[arg["fn"]], deg=arg["deg"])
+  return getattr(stax, name)(**arg)
+
+
+def _array(rows):
+  return np.array([[float(v) for v in row] for row in rows], np.float64)
+
+
+def _max_rel_err(ours, ref):
+  """max |ours - ref| / max|ref| over the entries where ref is finite."""
+  ok = np.isfinite(ref)
+  scale = max(np.max(np.abs(ref[ok])), np.finfo(np.float64).tiny)
+  return float(np.max(np.abs(ours[ok] - ref[ok])) / scale)
+
+
+CASES = _load()["cases"]
+
+
+def test_fixture_covers_the_intended_cases():
+  data = _load()
+  assert data["dtype"] == "float64"
+  assert data["versions"]["neural_tangents"] == "0.6.5"
+  names = [c["name"] for c in CASES]
+  for key in ("ntk_", "standard_", "_nobias_", "_bias_", "residual", "depth1", "depth4",
+              "_x2none", "_x2", "numerical", "gelu", "erf", "abs", "abrelu", "leaky_relu"):
+    assert any(key in n for n in names), key
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_matches_neural_tangents_float64(case):
+  with jax.enable_x64(True):
+    _, _, kernel_fn = build(case["layers"])
+    x1 = jnp.asarray(case["x1"], jnp.float64)
+    x2 = None if case["x2"] is None else jnp.asarray(case["x2"], jnp.float64)
+    k = kernel_fn(x1, x2, ("nngp", "ntk"))
+    nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
+  assert nngp.dtype == np.float64 and ntk.dtype == np.float64
+  assert np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))
+  ref_nngp, ref_ntk = _array(case["nngp"]), _array(case["ntk"])
+  assert nngp.shape == ref_nngp.shape and ntk.shape == ref_ntk.shape
+  err_nngp, err_ntk = _max_rel_err(nngp, ref_nngp), _max_rel_err(ntk, ref_ntk)
+  assert err_nngp <= RTOL and err_ntk <= RTOL, (
+      f"relative error nngp {err_nngp:.3e}, ntk {err_ntk:.3e}")
