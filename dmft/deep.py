@@ -1,0 +1,556 @@
+"""DMFT of deep (and residual) networks trained by full-batch gradient descent.
+
+Network (mean-field / muP, all weights N(0, 1), L hidden layers of width N):
+  h^1 = W_in W^0 x / sqrt(D)
+  h^{l+1} = W_std W^l phi(h^l) / sqrt(N)                     (plain)
+  h^{l+1} = h^l + beta W_std W^l phi(h^l) / sqrt(N)            (residual)
+  f = readout_std w . phi(h^L) / (gamma0 N),
+every layer trained with SGD rate lr * gamma0^2 * N on the loss
+(1/(2P)) sum_mu (f_mu - y_mu)^2.
+
+At infinite width each neuron carries fields h^l_mu(t) and gradient fields
+g^l_mu(t) = gamma0 N df/dh^l driven by Gaussian sources u^l ~ GP(0, s_l^2
+Phi^{l-1}), r^l ~ GP(0, s_{l+1}^2 G^{l+1}) (s_l the effective std of the matrix
+into layer l), the error signal Delta_mu(t) = y_mu - f_mu(t), and the response
+functions A^l(t, s) = <d phi(h^l(t)) / d r^l(s)>, B^l(t, s) = <d g^{l+1}(t) /
+d u^{l+1}(s)>. In discrete time:
+  chi^l(t) = u^l(t) + s_l^2 sum_{s<t} [A^{l-1}(t,s) + lr gamma0 / P
+             Delta(s) Phi^{l-1}(s,t)] g^l(s)
+  xi^l(t)  = r^l(t) + s_{l+1}^2 sum_{s<=t} B^l(t,s) phi(h^l(s))
+             + s_{l+1}^2 lr gamma0 / P sum_{s<t} Delta(s) G^{l+1}(s,t) phi(h^l(s))
+  plain: h^l = chi^l, g^l = phi'(h^l) xi^l;
+  residual: h^l = h^{l-1} + chi^l, g^l = g^{l+1} + phi'(h^l) xi^l.
+The order parameters {Phi^l, G^l, A^l, B^l, Delta} are found by damped
+fixed-point iteration to a tolerance; expectations are Monte Carlo averages over
+quenched samples (the same noise every iteration, so the iteration map is
+deterministic), responses come from Stein's lemma with a baseline, and
+predictions follow from the fields with the direct effect of the error taken
+through the instantaneous NTK.
+
+For linear networks the same equations are solved without sampling: every
+field is a linear map of the Gaussian sources, expectations are exact
+quadratic forms and responses are the coefficients on the sources (the
+algebraic matrix equations of deep linear DMFT).
+"""
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmft import activations as act_lib
+from dmft import errors
+from dmft import gaussian
+from dmft import lazy
+from dmft import results
+from dmft import validation as val
+
+
+def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
+                    input_std=1.0, readout_std=1.0, residual=False,
+                    branch_multiplier=1.0):
+  """Exact t=0 feature/gradient kernels and NTK of a deep network.
+
+  Bordelon and Pehlevan (2022), Eq. (5) at t = 0 (the NNGP/NTK recursions of
+  Jacot et al. 2018, Eq. (4), with residual branches as in Bordelon et al.
+  2023, Eq. (3)).
+
+  Returns:
+    (phis, gs, ntk): phis a list of L (Q, Q) kernels, gs a list of L (P, P)
+    gradient kernels, ntk the (Q, P) NTK in units of the base learning rate.
+  """
+  act = act_lib.get(activation)
+  p = n_train
+  kx = x_all @ x_all.T / x_all.shape[1]
+  sig = _sigmas(depth, w_std, input_std, readout_std, residual,
+                branch_multiplier)
+  cov = input_std ** 2 * kx
+  phis, dphis = [], []
+  for l in range(depth):
+    phi, dphi = act_lib.gaussian_kernels(act, cov)
+    phis.append(phi)
+    dphis.append(dphi)
+    if l + 1 < depth:
+      nxt = sig[l + 1] ** 2 * phi
+      cov = cov + nxt if residual else nxt
+  gs = [None] * depth
+  gs[-1] = readout_std ** 2 * dphis[-1][:p, :p]
+  for l in range(depth - 2, -1, -1):
+    term = sig[l + 1] ** 2 * dphis[l][:p, :p] * gs[l + 1]
+    gs[l] = gs[l + 1] + term if residual else term
+  # NTK on (all, train): needs G on test rows too, so recompute with Q rows.
+  gq = [None] * depth
+  gq[-1] = readout_std ** 2 * dphis[-1][:, :p]
+  for l in range(depth - 2, -1, -1):
+    term = sig[l + 1] ** 2 * dphis[l][:, :p] * gq[l + 1]
+    gq[l] = gq[l + 1] + term if residual else term
+  ntk = input_std ** 2 * kx[:, :p] * gq[0] + readout_std ** 2 * phis[-1][:, :p]
+  for l in range(depth - 1):
+    ntk = ntk + sig[l + 1] ** 2 * phis[l][:, :p] * gq[l + 1]
+  return phis, gs, ntk
+
+
+def _sigmas(depth, w_std, input_std, readout_std, residual, beta):
+  """Effective std s_l of the matrix feeding layer l (0-based), then readout."""
+  hidden = beta * w_std if residual else w_std
+  return [input_std] + [hidden] * (depth - 1) + [readout_std]
+
+
+def _tile(k, tn):
+  """(A, B) -> (tn, A, tn, B), constant in time."""
+  return jnp.broadcast_to(k[None, :, None, :], (tn, k.shape[0], tn,
+                                                k.shape[1]))
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("act", "depth", "steps", "n_train", "n_samples",
+                     "n_response", "residual", "exact_linear"))
+def _solve(x_all, y, key, init_phis, init_gs, ntk0, *, act, depth, steps,
+           n_train, n_samples, gamma0, lr, damping, tol, max_iterations,
+           w_std, input_std, readout_std, residual, beta, exact_linear,
+           n_response):
+  dtype = x_all.dtype
+  q, d = x_all.shape
+  p = n_train
+  tn = steps + 1
+  big_l = depth
+  sig = _sigmas(depth, w_std, input_std, readout_std, residual, beta)
+  kx = x_all @ x_all.T / d
+  t_idx = jnp.arange(tn)
+  strict = (t_idx[:, None] > t_idx[None, :]).astype(dtype)  # s < t
+  weak = (t_idx[:, None] >= t_idx[None, :]).astype(dtype)  # s <= t
+
+  # Sources: whitened Gaussian noise (Monte Carlo) or the identity basis of
+  # the source space (exact linear networks).
+  n_u = tn * q
+  n_r = tn * p
+  if exact_linear:
+    sizes = [d, 1] + [n_u] * (big_l - 1) + [n_r] * (big_l - 1)
+    s_dim = sum(sizes)
+    basis = jnp.eye(s_dim, dtype=dtype)
+    offs = np.cumsum([0] + sizes)
+    blocks = [basis[offs[i]:offs[i + 1]] for i in range(len(sizes))]
+    eps_w, eps_a = blocks[0], blocks[1][0]
+    eps_u = blocks[2:2 + big_l - 1]
+    eps_r = blocks[2 + big_l - 1:]
+    weight = jnp.asarray(1.0, dtype)
+  else:
+    # Quenched Gaussian samples, moment-matched: the rows of the stacked
+    # source matrix are made exactly orthogonal with squared norm n (when
+    # n >= number of source coordinates), so that Stein estimates of the
+    # response functions are least-squares regressions, exact for fields
+    # linear in the sources.
+    s_dim = n_samples
+    sizes = [d, 1] + [n_u] * (big_l - 1) + [n_r] * (big_l - 1)
+    total = sum(sizes)
+    raw = jax.random.normal(key, (s_dim, total), dtype)
+    if s_dim >= total:
+      qmat, rmat = jnp.linalg.qr(raw)
+      qmat = qmat * jnp.sign(jnp.diag(rmat))[None, :]
+      raw = qmat * jnp.sqrt(jnp.asarray(s_dim, dtype))
+    src = raw.T
+    offs = np.cumsum([0] + sizes)
+    blocks = [src[offs[i]:offs[i + 1]] for i in range(len(sizes))]
+    eps_w, eps_a = blocks[0], blocks[1][0]
+    eps_u = blocks[2:2 + big_l - 1]
+    eps_r = blocks[2 + big_l - 1:]
+    weight = jnp.asarray(1.0 / s_dim, dtype)
+  u1 = input_std * (x_all @ eps_w) / math.sqrt(d)  # (Q, S)
+  r_last = readout_std * eps_a  # (S,)
+
+  def expect(a, b):
+    return (a @ b.T) * weight
+
+  def rel(new, old):
+    return jnp.linalg.norm(new - old) / jnp.maximum(
+        jnp.linalg.norm(new), jnp.finfo(dtype).tiny)
+
+  def run_fields(params):
+    """Samples the fields for the current order parameters."""
+    phis, gs, resp_a, resp_b, delta = params
+    delta_ext = jnp.concatenate([delta, jnp.zeros((1, p), dtype)])  # (tn, P)
+    jit_max = jnp.zeros((), dtype)
+    u_src, chol_u = [u1[None].repeat(tn, 0)], [None]
+    for l in range(1, big_l):
+      c = sig[l] ** 2 * phis[l - 1].reshape(n_u, n_u)
+      chol, j = gaussian.cholesky_with_jitter(c)
+      jit_max = jnp.maximum(jit_max, j)
+      chol_u.append(chol)
+      u_src.append((chol @ eps_u[l - 1]).reshape(tn, q, s_dim))
+    r_src, chol_r = [], []
+    for l in range(big_l - 1):
+      c = sig[l + 1] ** 2 * gs[l + 1].reshape(n_r, n_r)
+      chol, j = gaussian.cholesky_with_jitter(c)
+      jit_max = jnp.maximum(jit_max, j)
+      chol_r.append(chol)
+      r_src.append((chol @ eps_r[l]).reshape(tn, p, s_dim))
+    r_src.append(jnp.broadcast_to(r_last, (tn, p, s_dim)))
+    # Coefficients of the history terms.
+    drive = lr * gamma0 / p * delta_ext  # (tn, P) indexed [s, mu]
+    m_h = [sig[0] ** 2 * jnp.einsum("vm,sm,ts->tvsm", kx[:, :p], drive,
+                                    strict)]
+    for l in range(1, big_l):
+      phi_prev = jnp.transpose(phis[l - 1][:, :p], (2, 3, 0, 1))  # [t,v,s,m]
+      m_h.append(sig[l] ** 2 * (
+          resp_a[l - 1] + jnp.einsum("tvsm,sm,ts->tvsm", phi_prev, drive,
+                                     strict)))
+    m_z = []
+    for l in range(big_l - 1):
+      g_next = jnp.transpose(gs[l + 1], (2, 3, 0, 1))
+      m_z.append(sig[l + 1] ** 2 * (
+          resp_b[l] + jnp.einsum("tvsm,sm,ts->tvsm", g_next, drive, strict)))
+    m_z.append(sig[-1] ** 2 * jnp.einsum("sm,ts,v->tvsm", drive, strict,
+                                         jnp.ones((p,), dtype)))
+    m_h = jnp.stack(m_h)  # (L, tn, Q, tn, P)
+    m_z = jnp.stack(m_z)  # (L, tn, P, tn, P)
+    u_all = jnp.stack(u_src)  # (L, tn, Q, S)
+    r_all = jnp.stack(r_src)  # (L, tn, P, S)
+    fields = scan_fields(u_all, r_all, m_h, m_z)
+    fields.update(chol_u=chol_u, chol_r=chol_r, jitter=jit_max,
+                  sources=(u_all, r_all, m_h, m_z))
+    return fields
+
+  def scan_fields(u_all, r_all, m_h, m_z):
+    """Runs the single-site process over time for the given samples."""
+    n_cols = u_all.shape[-1]
+
+    def step(carry, t):
+      hist_g, hist_phi = carry  # (L, tn, P, S) each
+      phis_t, dphis_t, lazy_h = [], [], []
+      h_prev = hl_prev = None
+      for l in range(big_l):
+        chi = u_all[l, t] + jnp.einsum("qsp,spn->qn", m_h[l, t], hist_g[l])
+        h = chi if (h_prev is None or not residual) else h_prev + chi
+        hl = u_all[l, t] if (hl_prev is None or not residual) else (
+            hl_prev + u_all[l, t])
+        phi_t = act(h)
+        phis_t.append(phi_t)
+        dphis_t.append(act.derivative(h[:p]))
+        lazy_h.append(hl)
+        hist_phi = hist_phi.at[l, t].set(phi_t[:p])
+        h_prev, hl_prev = h, hl
+      gs_t, lazy_g = [None] * big_l, [None] * big_l
+      g_next = gl_next = None
+      xi_last = None
+      for l in range(big_l - 1, -1, -1):
+        xi = r_all[l, t] + jnp.einsum("psk,skn->pn", m_z[l, t], hist_phi[l])
+        if l == big_l - 1:
+          xi_last = xi[0]
+        g = dphis_t[l] * xi
+        gl = act.derivative(lazy_h[l][:p]) * r_all[l, t]
+        if residual and g_next is not None:
+          g, gl = g + g_next, gl + gl_next
+        gs_t[l], lazy_g[l] = g, gl
+        hist_g = hist_g.at[l, t].set(g)
+        g_next, gl_next = g, gl
+      lazy_phi = [act(hl) for hl in lazy_h]
+      out = (jnp.stack(phis_t), jnp.stack(gs_t), jnp.stack(lazy_phi),
+             jnp.stack(lazy_g), xi_last)
+      return (hist_g, hist_phi), out
+
+    init = (jnp.zeros((big_l, tn, p, n_cols), dtype),
+            jnp.zeros((big_l, tn, p, n_cols), dtype))
+    _, (phi_tr, g_tr, phil_tr, gl_tr, xi_tr) = jax.lax.scan(step, init, t_idx)
+    # (tn, L, Q|P, S) -> per layer (tn, Q|P, S)
+    return dict(phi=phi_tr, g=g_tr, phi_lazy=phil_tr, g_lazy=gl_tr,
+                xi=xi_tr)
+
+  def pathwise_responses(fields):
+    """A^l, B^l as mean pathwise derivatives on the first n_response samples.
+
+    A^l(t, s) = <d phi(h^l(t)) / d r^l(s)> and B^l(t, s) = <d g^{l+1}(t) /
+    d u^{l+1}(s)> are derivatives of the sample mean with respect to a shift
+    of one source at one time, computed by forward-mode differentiation
+    through the sampled dynamics (unbiased and well conditioned even when the
+    source covariances are nearly singular in time).
+    """
+    u_all, r_all, m_h, m_z = fields["sources"]
+    k = min(n_response, s_dim)
+    u_sub, r_sub = u_all[..., :k], r_all[..., :k]
+    shape = (big_l - 1, tn, p)
+
+    def means(off):
+      off_r, off_u = off[0], off[1]
+      u = u_sub.at[1:, :, :p, :].add(off_u[..., None])
+      r = r_sub.at[:-1].add(off_r[..., None])
+      out = scan_fields(u, r, m_h, m_z)
+      mean_phi = jnp.mean(out["phi"][:, :-1], axis=-1)  # (tn, L-1, Q)
+      mean_g = jnp.mean(out["g"][:, 1:], axis=-1)  # (tn, L-1, P)
+      return mean_phi, mean_g
+
+    n_dir = 2 * (big_l - 1) * tn * p
+    basis = jnp.eye(n_dir, dtype=dtype).reshape(n_dir, 2, *shape)
+    chunk = 32
+    pad = (-n_dir) % chunk
+    basis = jnp.concatenate([basis, jnp.zeros((pad, 2, *shape), dtype)])
+    zero = jnp.zeros((2, *shape), dtype)
+
+    def jvp_chunk(tangents):
+      return jax.vmap(lambda v: jax.jvp(means, (zero,), (v,))[1])(tangents)
+
+    d_phi, d_g = jax.lax.map(
+        jvp_chunk, basis.reshape(-1, chunk, 2, *shape))
+    d_phi = d_phi.reshape(-1, tn, big_l - 1, q)[:n_dir]
+    d_g = d_g.reshape(-1, tn, big_l - 1, p)[:n_dir]
+    d_phi = d_phi.reshape(2, big_l - 1, tn, p, tn, big_l - 1, q)
+    d_g = d_g.reshape(2, big_l - 1, tn, p, tn, big_l - 1, p)
+    new_a, new_b = [], []
+    for l in range(big_l - 1):
+      # [t, v, s, m] from [dir_kind, layer, s, m, t, layer, v]
+      a = jnp.transpose(d_phi[0, l, :, :, :, l, :], (2, 3, 0, 1))
+      b = jnp.transpose(d_g[1, l, :, :, :, l, :], (2, 3, 0, 1))
+      new_a.append(a * strict[:, None, :, None])
+      new_b.append(b * weak[:, None, :, None])
+    return new_a, new_b
+
+  def stein(cross, chol):
+    """<dx/dr> from <x eps^T> for r = chol eps (exact for linear fields)."""
+    return jax.scipy.linalg.solve_triangular(chol, cross.T, lower=True,
+                                             trans="T").T
+
+  def order_parameters(fields):
+    phi_tr, g_tr = fields["phi"], fields["g"]
+    new_phis, new_gs, new_a, new_b = [], [], [], []
+    for l in range(big_l):
+      pf = phi_tr[:, l].reshape(n_u, s_dim)
+      gf = g_tr[:, l].reshape(n_r, s_dim)
+      new_phis.append(expect(pf, pf).reshape(tn, q, tn, q))
+      new_gs.append(expect(gf, gf).reshape(tn, p, tn, p))
+    if exact_linear:
+      for l in range(big_l - 1):
+        # Fields are linear in the sources: the responses are the exact
+        # coefficients (the whitened basis undone by the Cholesky factor).
+        x = (phi_tr[:, l] - fields["phi_lazy"][:, l]).reshape(n_u, s_dim)
+        resp = stein(expect(x, eps_r[l]), fields["chol_r"][l])
+        new_a.append(resp.reshape(tn, q, tn, p) * strict[:, None, :, None])
+        x = (g_tr[:, l + 1] - fields["g_lazy"][:, l + 1]).reshape(n_r, s_dim)
+        resp = stein(expect(x, eps_u[l]), fields["chol_u"][l + 1])
+        new_b.append(resp.reshape(tn, p, tn, q)[..., :p] *
+                     weak[:, None, :, None])
+    elif big_l > 1:
+      new_a, new_b = pathwise_responses(fields)
+    # Predictions f_v(t) = <xi^L(t) phi(h^L_v(t))> / gamma0 (centred).
+    phi_last = phi_tr[:, -1]  # (tn, Q, S)
+    prod = fields["xi"][:, None, :] * phi_last - r_last[None, None, :] * (
+        phi_last[0][None])
+    f = jnp.sum(prod, axis=-1) * weight / gamma0
+    # NTK(t) on training points.
+    diag_phi = [jnp.einsum("tqtu->tqu", k[:, :p, :, :p]) for k in new_phis]
+    diag_g = [jnp.einsum("tqtu->tqu", k) for k in new_gs]
+    ntk = sig[0] ** 2 * kx[None, :p, :p] * diag_g[0] + sig[-1] ** 2 * (
+        diag_phi[-1])
+    for l in range(big_l - 1):
+      ntk = ntk + sig[l + 1] ** 2 * diag_phi[l] * diag_g[l + 1]
+    return new_phis, new_gs, new_a, new_b, f, ntk
+
+  def body(state):
+    it, params, _, jit_max = state
+    phis, gs, resp_a, resp_b, delta = params
+    fields = run_fields(params)
+    new_phis, new_gs, new_a, new_b, f, ntk = order_parameters(fields)
+    inc = f[1:, :p] - f[:-1, :p]
+
+    def recur(f_t, xs):
+      inc_t, ntk_t, delta_old_t = xs
+      delta_t = y - f_t
+      return f_t + inc_t + lr / p * ntk_t @ (delta_t - delta_old_t), delta_t
+
+    _, delta_new = jax.lax.scan(recur, jnp.zeros((p,), dtype),
+                                (inc, ntk[:steps], delta))
+    res = rel(delta_new, delta)
+    for a, b in zip(new_phis + new_gs, list(phis) + list(gs)):
+      res = jnp.maximum(res, rel(a, b))
+    mix = lambda new, old: (1 - damping) * old + damping * new
+    params = (
+        [mix(a, b) for a, b in zip(new_phis, phis)],
+        [mix(a, b) for a, b in zip(new_gs, gs)],
+        [mix(a, b) for a, b in zip(new_a, resp_a)],
+        [mix(a, b) for a, b in zip(new_b, resp_b)],
+        mix(delta_new, delta),
+    )
+    return it + 1, params, res, jnp.maximum(jit_max, fields["jitter"])
+
+  def cond(state):
+    it, _, res, _ = state
+    return (it < max_iterations) & (res > tol) & jnp.isfinite(res)
+
+  delta0 = lazy.gd_error(ntk0[:p, :p], y, lr, steps)[:steps]
+  params0 = (
+      [_tile(k, tn) for k in init_phis],
+      [_tile(k, tn) for k in init_gs],
+      [jnp.zeros((tn, q, tn, p), dtype) for _ in range(big_l - 1)],
+      [jnp.zeros((tn, p, tn, p), dtype) for _ in range(big_l - 1)],
+      delta0,
+  )
+  state = (0, params0, jnp.asarray(jnp.finfo(dtype).max, dtype),
+           jnp.zeros((), dtype))
+  it, params, res, jit_max = jax.lax.while_loop(cond, body, state)
+  fields = run_fields(params)
+  phis, gs, resp_a, resp_b, f, ntk = order_parameters(fields)
+  # Monte Carlo standard error of the train loss (delta method).
+  phi_last = fields["phi"][:, -1]
+  prod = fields["xi"][:, None, :] * phi_last - r_last[None, None, :] * (
+      phi_last[0][None])
+  resid = f[:, :p] - y[None]
+  per_sample = jnp.einsum("tps,tp->ts", prod[:, :p], resid) / (p * gamma0)
+  if exact_linear:
+    loss_se = jnp.zeros((tn,), dtype)
+  else:
+    loss_se = jnp.std(per_sample, axis=-1) / jnp.sqrt(s_dim)
+  return dict(f=f, ntk=ntk, phis=phis, gs=gs, resp_a=resp_a, resp_b=resp_b,
+              n_iterations=it, residual=res,
+              jitter=jnp.maximum(jit_max, fields["jitter"]), loss_se=loss_se)
+
+
+def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
+               steps=50, n_samples=2048, seed=0, X_test=None, y_test=None,
+               W_std=1.0, input_std=1.0, readout_std=1.0, residual=False,
+               branch_multiplier=None, damping=0.7, tol=None,
+               max_iterations=200, kernel_times=None,
+               raise_on_nonconvergence=True, n_response=256,
+               exact_linear=False) -> results.DMFTResult:
+  """Solves the DMFT of a deep (optionally residual) network by sampling.
+
+  Bordelon and Pehlevan (2022), Eqs. (5)-(7) and Algorithm 1 (alternating
+  Monte Carlo solver), in discrete time; residual branches as in Bordelon et
+  al. (2023), Eq. (5).
+
+  Args:
+    X, y: (P, D) training inputs and (P,) targets.
+    depth: number of hidden layers L (>= 1; for residual networks the first
+      hidden layer is the input embedding followed by L - 1 residual blocks).
+    activation: name, callable or stax activation layer.
+    gamma0: feature-learning strength (> 0).
+    lr: base learning rate (network SGD rate lr * gamma0^2 * N).
+    steps: gradient-descent steps T.
+    n_samples: Monte Carlo samples of the single-site process.
+    seed: int or PRNG key.
+    X_test, y_test: optional test points (predictions are Monte Carlo means).
+    W_std, input_std, readout_std: weight multipliers of hidden, input and
+      readout layers.
+    residual: residual network with branch multiplier `branch_multiplier`
+      (default (L - 1)^-1/2, depth-muP).
+    damping: fixed-point damping in (0, 1].
+    tol: tolerance on the relative change of the order parameters per
+      iteration (default 1e-4 in float32, 1e-7 in float64).
+    max_iterations: iteration cap; exceeding it raises NonConvergenceError.
+    kernel_times: number of time points in the reported two-time kernels.
+    raise_on_nonconvergence: raise rather than return converged=False.
+    n_response: samples used for the pathwise response functions.
+    exact_linear: solve without sampling (requires a linear activation); used
+      by `solve_deep_linear`.
+
+  Returns:
+    A `DMFTResult`.
+
+  Raises:
+    ValueError, TypeError: bad input. DivergenceError: the dynamics blow up.
+    NonConvergenceError: the tolerance was not met.
+  """
+  x = val.as_inputs(X, "X")
+  p = x.shape[0]
+  yy = val.as_targets(y, p, "y")
+  depth = val.positive_int(depth, "depth")
+  act = act_lib.get(activation)
+  if exact_linear and act.ab != (1.0, 1.0):
+    raise ValueError("exact_linear requires activation='linear', got "
+                     f"{act.name}")
+  gamma0 = val.positive_float(gamma0, "gamma0")
+  lr = val.positive_float(lr, "lr")
+  steps = val.positive_int(steps, "steps")
+  n_samples = val.positive_int(n_samples, "n_samples", minimum=2)
+  damping = val.unit_interval(damping, "damping")
+  w_std = val.positive_float(W_std, "W_std")
+  input_std = val.positive_float(input_std, "input_std")
+  readout_std = val.positive_float(readout_std, "readout_std")
+  if residual and depth < 2:
+    raise ValueError("a residual network needs depth >= 2 (embedding plus at "
+                     f"least one block), got depth={depth}")
+  if branch_multiplier is None:
+    beta = (depth - 1) ** -0.5 if residual else 1.0
+  else:
+    beta = val.positive_float(branch_multiplier, "branch_multiplier")
+  dtype = val.default_dtype()
+  if tol is None:
+    tol = 1e-7 if dtype == jnp.float64 else 1e-4
+  tol = val.positive_float(tol, "tol")
+  max_iterations = val.positive_int(max_iterations, "max_iterations")
+  n_response = val.positive_int(n_response, "n_response")
+  key = val.seed_key(seed)
+  x_all, xt, yt = _with_test(x, X_test, y_test)
+  phis0, gs0, ntk0 = initial_kernels(
+      act, x_all, p, depth, w_std=w_std, input_std=input_std,
+      readout_std=readout_std, residual=residual, branch_multiplier=beta)
+  lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
+  out = _solve(x_all, yy, key, phis0, gs0, ntk0, act=act, depth=depth,
+               steps=steps, n_train=p, n_samples=n_samples, gamma0=gamma0,
+               lr=lr, damping=damping, tol=tol, max_iterations=max_iterations,
+               w_std=w_std, input_std=input_std, readout_std=readout_std,
+               residual=bool(residual), beta=beta,
+               exact_linear=bool(exact_linear), n_response=n_response)
+  out = jax.device_get(out)
+  res = float(out["residual"])
+  n_it = int(out["n_iterations"])
+  converged = bool(res <= tol)
+  f = np.asarray(out["f"])
+  loss = 0.5 * np.mean((f[:, :p] - np.asarray(yy)[None]) ** 2, axis=1)
+  if not np.isfinite(res) or not converged:
+    if raise_on_nonconvergence:
+      raise errors.NonConvergenceError(
+          f"deep DMFT did not converge: relative residual {res:.3g} > tol "
+          f"{tol:.3g} after {n_it} iterations (max_iterations="
+          f"{max_iterations}); lower damping or lr, or raise max_iterations",
+          res, n_it)
+  else:
+    lazy.check_finite(loss, lr, gamma0)
+  if float(out["jitter"]) >= gaussian.MAX_JITTER:
+    raise ValueError("a kernel was not positive semi-definite even with "
+                     f"relative jitter {gaussian.MAX_JITTER}")
+  t_index = _time_index(steps, kernel_times)
+  phi = np.stack([np.asarray(k)[t_index][:, :p][:, :, t_index][..., :p]
+                  for k in out["phis"]])
+  phi = np.transpose(phi, (0, 1, 3, 2, 4))  # (L, K, K, P, P)
+  g = np.stack([np.asarray(k)[t_index][:, :, t_index]
+                for k in out["gs"]])
+  g = np.transpose(g, (0, 1, 3, 2, 4))
+  f_test = test_loss = None
+  if xt is not None:
+    f_test = f[:, p:]
+    if yt is not None:
+      test_loss = 0.5 * np.mean((f_test - np.asarray(yt)[None]) ** 2, axis=1)
+  return results.DMFTResult(
+      loss=loss, f_train=f[:, :p], f_test=f_test, test_loss=test_loss,
+      ntk=np.asarray(out["ntk"]), ntk_test_train=None,
+      kernel_times=t_index, phi=phi, g=g, n_iterations=n_it, residual=res,
+      converged=converged, jitter=float(out["jitter"]),
+      mc_error=np.asarray(out["loss_se"]),
+      info=dict(solver="deep_linear" if exact_linear else "deep",
+                depth=depth, residual=bool(residual), branch_multiplier=beta,
+                activation=act.name, gamma0=gamma0, lr=lr, steps=steps,
+                n_samples=0 if exact_linear else n_samples, damping=damping,
+                tol=tol, W_std=w_std, input_std=input_std,
+                readout_std=readout_std, dtype=str(np.dtype(dtype))))
+
+
+def _with_test(x, x_test, y_test):
+  if x_test is None:
+    if y_test is not None:
+      raise ValueError("y_test given without X_test")
+    return x, None, None
+  xt = val.as_inputs(x_test, "X_test")
+  if xt.shape[1] != x.shape[1]:
+    raise ValueError(f"X_test must have {x.shape[1]} features like X, got "
+                     f"shape {xt.shape}")
+  yt = None if y_test is None else val.as_targets(y_test, xt.shape[0],
+                                                  "y_test")
+  return jnp.concatenate([x, xt]), xt, yt
+
+
+def _time_index(steps, kernel_times):
+  if kernel_times is None:
+    kernel_times = min(steps + 1, 11)
+  k = val.positive_int(kernel_times, "kernel_times")
+  return np.unique(np.round(np.linspace(0, steps, min(k, steps + 1))).astype(
+      np.int64))

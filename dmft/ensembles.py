@@ -1,0 +1,232 @@
+"""Finite-width networks trained like the DMFT describes them, vmapped over seeds.
+
+The network is written once with `kernels.stax` under `kernels.parameterization`
+mup (mean-field form: readout 1/(gamma0 N), SGD rate lr gamma0^2 N on every
+layer), run through its Flax module (`kernels.flax_module`), and trained by
+full-batch gradient descent with `kernels.optim.sgd`, so that "the same
+parameterization and learning rate" as the DMFT holds by construction.
+"""
+import dataclasses
+import functools
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmft import validation as val
+from kernels import empirical
+from kernels import flax_module
+from kernels import optim
+from kernels import parameterization as pz
+from kernels import stax
+
+_STAX_ACTIVATIONS = {
+    "relu": stax.Relu,
+    "erf": stax.Erf,
+    "gelu": stax.Gelu,
+    "abs": stax.Abs,
+    "linear": lambda: stax.ABRelu(1.0, 1.0),
+    "tanh": stax.Tanh,
+}
+
+
+def stax_activation(activation):
+  """A `kernels.stax` activation layer for a name, layer or callable."""
+  if isinstance(activation, str):
+    name = activation.lower()
+    if name in ("identity",):
+      name = "linear"
+    if name not in _STAX_ACTIVATIONS:
+      raise ValueError(f"activation must be one of {sorted(_STAX_ACTIVATIONS)} "
+                       f"or a stax activation layer, got '{activation}'")
+    return _STAX_ACTIVATIONS[name]()
+  if isinstance(activation, stax.Layer):
+    return activation
+  if callable(activation):
+    return stax.ElementwiseNumerical(activation)
+  raise TypeError("activation must be a name, a stax activation layer or a "
+                  f"callable, got {type(activation).__name__}")
+
+
+def build_network(width, *, depth=1, activation="relu", gamma0=1.0, W_std=1.0,
+                  input_std=1.0, readout_std=1.0, residual=False,
+                  branch_exponent=0.5):
+  """The mup network whose infinite-width limit the DMFT solvers describe.
+
+  Args:
+    width: hidden width N.
+    depth: hidden layers L (residual: embedding plus L - 1 residual blocks).
+    activation: name, stax activation layer or callable.
+    gamma0: richness.
+    W_std, input_std, readout_std: multipliers of hidden, input and readout
+      weights.
+    residual: residual blocks x + (L-1)^-branch_exponent Dense(phi(x)).
+    branch_exponent: depth exponent of the branch multiplier.
+
+  Returns:
+    A `kernels.stax` serial network with one output.
+  """
+  width = val.positive_int(width, "width")
+  depth = val.positive_int(depth, "depth")
+  act = stax_activation(activation)
+  if residual:
+    if depth < 2:
+      raise ValueError(f"residual networks need depth >= 2, got {depth}")
+    p = pz.depth_mup(depth - 1, gamma0=gamma0, branch_exponent=branch_exponent)
+    layers = [stax.Dense(width, input_std, parameterization=p)]
+    for _ in range(depth - 1):
+      layers.append(stax.Residual(
+          stax.serial(act, stax.Dense(width, W_std, parameterization=p)),
+          parameterization=p))
+    layers += [act, stax.Dense(1, readout_std, parameterization=p)]
+  else:
+    p = pz.mup(gamma0)
+    layers = [stax.Dense(width, input_std, parameterization=p), act]
+    for _ in range(depth - 1):
+      layers += [stax.Dense(width, W_std, parameterization=p), act]
+    layers.append(stax.Dense(1, readout_std, parameterization=p))
+  return stax.serial(*layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleResult:
+  """Training curves of an ensemble of one width.
+
+  Attributes:
+    width: N.
+    loss: (seeds, steps+1) train loss.
+    f_train: (seeds, steps+1, P).
+    f_test: (seeds, steps+1, P_test) or None.
+    test_loss: (seeds, steps+1) or None.
+    ntk_initial, ntk_final: (seeds, P, P) empirical NTKs (in units of the
+      base learning rate) at steps 0 and T, or None.
+  """
+  width: int
+  loss: np.ndarray
+  f_train: np.ndarray
+  f_test: Optional[np.ndarray]
+  test_loss: Optional[np.ndarray]
+  ntk_initial: Optional[np.ndarray]
+  ntk_final: Optional[np.ndarray]
+
+
+def _negate_readout(params):
+  """Antithetic partner: the readout weight (last Dense) with flipped sign."""
+  last = params[-1]
+  return params[:-1] + ((-last[0],) + tuple(last[1:]),)
+
+
+def train_ensemble(X, y, *, width, n_seeds=8, seed=0, steps=50, lr=1.0,
+                   X_test=None, y_test=None, ntk=True, antithetic=True,
+                   **network_kwargs) -> EnsembleResult:
+  """Trains `n_seeds` networks of one width by full-batch GD, vmapped.
+
+  Args:
+    X, y: training data (P, D), (P,).
+    width: hidden width N.
+    n_seeds: ensemble size (even when antithetic).
+    seed: base seed.
+    steps: gradient-descent steps.
+    lr: base learning rate (the optimizer applies lr gamma0^2 N per layer).
+    X_test, y_test: optional test data.
+    ntk: also return the empirical NTK at the first and last step.
+    antithetic: pair each seed with the network whose readout weights are
+      negated (same distribution; cancels the initial-output fluctuation in
+      the ensemble mean).
+    **network_kwargs: passed to `build_network`.
+
+  Returns:
+    An `EnsembleResult`.
+  """
+  x = val.as_inputs(X, "X")
+  p_train = x.shape[0]
+  yy = val.as_targets(y, p_train, "y")
+  n_seeds = val.positive_int(n_seeds, "n_seeds")
+  steps = val.positive_int(steps, "steps")
+  lr = val.positive_float(lr, "lr")
+  if antithetic and n_seeds % 2:
+    raise ValueError(f"n_seeds must be even with antithetic=True, got "
+                     f"{n_seeds}")
+  xt = None if X_test is None else val.as_inputs(X_test, "X_test")
+  net = build_network(width, **network_kwargs)
+  out = _train(net, x, yy, xt, val.seed_key(seed), n_seeds, steps, lr,
+               bool(ntk), bool(antithetic))
+  out = jax.device_get(out)
+  test_loss = None
+  if xt is not None and y_test is not None:
+    yt = np.asarray(val.as_targets(y_test, xt.shape[0], "y_test"))
+    test_loss = 0.5 * np.mean((out["f_test"] - yt) ** 2, axis=-1)
+  return EnsembleResult(
+      width=int(width), loss=out["loss"], f_train=out["f_train"],
+      f_test=out.get("f_test"), test_loss=test_loss,
+      ntk_initial=out.get("ntk0"), ntk_final=out.get("ntk1"))
+
+
+def apply_function(net, x_shape):
+  """apply(params, x) through the network's Flax module (stax params in, same outputs)."""
+  del x_shape
+  module = flax_module.to_flax(net)
+
+  def flax_apply(params, x):
+    return module.apply(flax_module.to_flax_params(net, params), x)
+
+  return flax_apply
+
+
+def empirical_ntk(net, params, x):
+  """Learning-rate-weighted empirical NTK sum_theta lr_theta df/dtheta df/dtheta."""
+  ntk_fn = empirical.empirical_ntk_fn(apply_function(net, x.shape),
+                                      learning_rates=optim.learning_rates(net, params))
+  return ntk_fn(x, None, params)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 8, 9))
+def _train(net, x, y, xt, key, n_seeds, steps, lr, ntk, antithetic):
+  init_fn = net.init_fn
+  net_apply = apply_function(net, x.shape)
+  opt = optim.sgd(net, lr)
+  x_all = x if xt is None else jnp.concatenate([x, xt])
+  p = x.shape[0]
+
+  def apply(params, inputs):
+    return net_apply(params, inputs)[:, 0]
+
+  def loss_fn(params):
+    return 0.5 * jnp.mean((apply(params, x) - y) ** 2)
+
+  def one(params):
+    state = opt.init(params)
+
+    def step(carry, _):
+      prm, st = carry
+      f_all = apply(prm, x_all)
+      grads = jax.grad(loss_fn)(prm)
+      upd, st = opt.update(grads, st, prm)
+      prm = jax.tree_util.tree_map(lambda a, b: a + b, prm, upd)
+      return (prm, st), f_all
+
+    (final, _), fs = jax.lax.scan(step, (params, state), None, length=steps)
+    fs = jnp.concatenate([fs, apply(final, x_all)[None]])
+    out = dict(f_train=fs[:, :p],
+               loss=0.5 * jnp.mean((fs[:, :p] - y) ** 2, axis=-1))
+    if xt is not None:
+      out["f_test"] = fs[:, p:]
+    if ntk:
+      out["ntk0"] = empirical_ntk(net, params, x)
+      out["ntk1"] = empirical_ntk(net, final, x)
+    return out
+
+  n_init = n_seeds // 2 if antithetic else n_seeds
+  keys = jax.random.split(key, n_init)
+  params = jax.vmap(lambda k: init_fn(k, x.shape)[1])(keys)
+  if antithetic:
+    neg = _negate_readout(params)
+    params = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
+                                    params, neg)
+  return jax.vmap(one)(params)
+
+
+def train_widths(X, y, widths: Sequence[int], **kwargs):
+  """`train_ensemble` for each width; returns a list of `EnsembleResult`."""
+  return [train_ensemble(X, y, width=w, **kwargs) for w in widths]

@@ -1,0 +1,65 @@
+"""Figures of DMFT runs: theory against finite-width networks."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from dmft import convergence
+from dmft import io
+
+
+def theory_vs_width(theory, ensembles, path):
+  """Loss curves of the DMFT and the ensemble means of each width."""
+  fig, ax = plt.subplots(figsize=(5, 3.6))
+  cmap = plt.get_cmap("viridis")
+  for i, e in enumerate(ensembles):
+    m, s = e.loss.mean(0), e.loss.std(0)
+    t = np.arange(m.size)
+    c = cmap(i / max(len(ensembles) - 1, 1))
+    ax.plot(t, m, color=c, lw=1, label=f"N={e.width}")
+    ax.fill_between(t, m - s, m + s, color=c, alpha=0.15)
+  ax.plot(np.arange(len(theory["loss"])), theory["loss"], "k--", lw=2,
+          label="DMFT")
+  ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel("train loss")
+  ax.legend(fontsize=7)
+  io.save_figure(fig, path)
+  plt.close(fig)
+
+
+def width_scaling(conv, path):
+  """Distances to the DMFT against width with fitted power laws."""
+  fig, ax = plt.subplots(figsize=(5, 3.6))
+  for name, marker in (("loss_spread", "o"), ("f_msd", "s"),
+                       ("loss_bias", "^"), ("ntk_spread", "d")):
+    v = getattr(conv, name)
+    ax.loglog(conv.widths, v, marker, label=name)
+    if name in conv.exponents:
+      s, c, _ = convergence.fit_power_law(conv.widths, v)
+      ax.loglog(conv.widths, c * conv.widths ** s, "-", lw=0.8,
+                label=f"  slope {s:+.2f}")
+  ax.set_xlabel("width N")
+  ax.legend(fontsize=6)
+  io.save_figure(fig, path)
+  plt.close(fig)
+
+
+def lazy_to_rich(sweep, y, path):
+  """Final-NTK alignment with y y^T and test loss against gamma0."""
+  gammas = sorted(sweep)
+  align = [convergence.kernel_alignment(sweep[g]["ntk"][-1], y)
+           for g in gammas]
+  fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+  axes[0].semilogx(gammas, align, "o-")
+  axes[0].set_xlabel("gamma0")
+  axes[0].set_ylabel("alignment of final NTK with yy^T")
+  if all("test_loss" in sweep[g] for g in gammas):
+    for g in gammas:
+      axes[1].plot(sweep[g]["test_loss"], label=f"gamma0={g:g}")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("test loss")
+    axes[1].legend(fontsize=7)
+  io.save_figure(fig, path)
+  plt.close(fig)

@@ -1,0 +1,173 @@
+r"""Solves a DMFT, trains finite-width ensembles and compares them.
+
+  python -m dmft.run --config=dmft/configs/two_layer.py --out=runs/dmft2
+
+Writes OUT/config.json, OUT/metrics.jsonl (one record per finished stage),
+OUT/*.png (theory against width-N networks), OUT/summary.md, and caches
+(OUT/cache/*.npz). Every write is atomic; a rerun skips the stages whose cache
+exists, so an interrupted run resumes where it stopped.
+"""
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+import numpy as np
+import tqdm
+
+from dmft import convergence
+from dmft import data as data_lib
+from dmft import deep
+from dmft import ensembles
+from dmft import io
+from dmft import plots
+from dmft import two_layer
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "ml_collections config")
+_OUT = flags.DEFINE_string("out", None, "output folder")
+
+
+def solve_theory(cfg, x, y, xt, yt, gamma0=None, n_samples=None):
+  """The DMFT solution named by the config."""
+  gamma0 = cfg.gamma0 if gamma0 is None else gamma0
+  n_samples = cfg.n_samples if n_samples is None else n_samples
+  common = dict(activation=cfg.activation, gamma0=gamma0, lr=cfg.lr,
+                steps=cfg.steps, n_samples=n_samples, seed=cfg.seed,
+                X_test=xt, y_test=yt)
+  if cfg.solver == "two_layer":
+    return two_layer.solve_two_layer(x, y, **common)
+  if cfg.solver in ("deep", "residual"):
+    return deep.solve_deep(x, y, depth=cfg.depth,
+                           residual=cfg.solver == "residual",
+                           n_response=cfg.get("n_response", 256), **common)
+  raise ValueError(f"config.solver must be 'two_layer', 'deep' or 'residual', "
+                   f"got {cfg.solver!r}")
+
+
+def _result_arrays(r):
+  return dict(loss=r.loss, f_train=r.f_train, f_test=r.f_test,
+              test_loss=r.test_loss, ntk=r.ntk, mc_error=r.mc_error)
+
+
+def run(cfg, out):
+  """Runs (or resumes) the experiment of `cfg` in folder `out`."""
+  os.makedirs(os.path.join(out, "cache"), exist_ok=True)
+  io.write_json(os.path.join(out, "config.json"), cfg.to_dict())
+  metrics_path = os.path.join(out, "metrics.jsonl")
+  records = {r["stage"]: r for r in io.read_jsonl(metrics_path)}
+
+  def record(stage, **values):
+    records[stage] = dict(stage=stage, time=time.time(), **values)
+    io.write_jsonl(metrics_path, list(records.values()))
+
+  x, y, xt, yt = data_lib.synthetic(**cfg.data.to_dict())
+  depth = 1 if cfg.solver == "two_layer" else cfg.depth
+  stages = ["dmft"] + [f"width_{n}" for n in cfg.widths] + [
+      f"gamma_{g:g}" for g in cfg.gamma_sweep]
+  bar = tqdm.tqdm(stages, desc="dmft.run", unit="stage")
+  theory = None
+  ens = []
+  sweep = {}
+  for stage in bar:
+    bar.set_postfix_str(stage)
+    cache = os.path.join(out, "cache", stage + ".npz")
+    if os.path.exists(cache):
+      arrays = io.read_npz(cache)
+    elif stage == "dmft":
+      r = solve_theory(cfg, x, y, xt, yt)
+      arrays = _result_arrays(r)
+      io.write_npz(cache, **arrays)
+      record(stage, **r.summary())
+    elif stage.startswith("width_"):
+      n = int(stage.split("_")[1])
+      e = ensembles.train_ensemble(
+          x, y, width=n, n_seeds=cfg.n_seeds, seed=cfg.seed, steps=cfg.steps,
+          lr=cfg.lr, X_test=xt, y_test=yt, gamma0=cfg.gamma0,
+          activation=cfg.activation, depth=depth,
+          residual=cfg.solver == "residual")
+      arrays = dict(loss=e.loss, f_train=e.f_train, f_test=e.f_test,
+                    test_loss=e.test_loss, ntk_initial=e.ntk_initial,
+                    ntk_final=e.ntk_final)
+      io.write_npz(cache, **arrays)
+      record(stage, width=n, final_loss_mean=float(e.loss[:, -1].mean()),
+             final_loss_std=float(e.loss[:, -1].std()))
+    else:
+      g = float(stage.split("_")[1])
+      r = solve_theory(cfg, x, y, xt, yt, gamma0=g,
+                       n_samples=cfg.sweep_samples)
+      arrays = _result_arrays(r)
+      io.write_npz(cache, **arrays)
+      record(stage, gamma0=g,
+             alignment=convergence.kernel_alignment(r.ntk[-1], y),
+             **r.summary())
+    if stage == "dmft":
+      theory = arrays
+    elif stage.startswith("width_"):
+      ens.append(ensembles.EnsembleResult(
+          width=int(stage.split("_")[1]), loss=arrays["loss"],
+          f_train=arrays["f_train"], f_test=arrays.get("f_test"),
+          test_loss=arrays.get("test_loss"),
+          ntk_initial=arrays.get("ntk_initial"),
+          ntk_final=arrays.get("ntk_final")))
+    else:
+      sweep[float(stage.split("_")[1])] = arrays
+
+  class _Theory:  # the fields `convergence.measure` reads
+    loss = theory["loss"]
+    f_train = theory["f_train"]
+    ntk = theory["ntk"]
+
+  summary = {}
+  if len(ens) >= 2:
+    conv = convergence.measure(ens, _Theory)
+    print(conv.report())
+    record("convergence", **conv.as_dict())
+    summary["convergence"] = conv
+  plots.theory_vs_width(theory, ens, os.path.join(out, "loss_vs_width.png"))
+  if len(ens) >= 2:
+    plots.width_scaling(summary["convergence"],
+                        os.path.join(out, "width_scaling.png"))
+  if sweep:
+    plots.lazy_to_rich(sweep, y, os.path.join(out, "lazy_to_rich.png"))
+  io.write_text(os.path.join(out, "summary.md"),
+                _summary_md(cfg, theory, ens, summary, sweep, y))
+  return records
+
+
+def _summary_md(cfg, theory, ens, summary, sweep, y):
+  lines = [f"# DMFT run: {cfg.solver}", "",
+           f"activation {cfg.activation}, gamma0 {cfg.gamma0}, lr {cfg.lr}, "
+           f"steps {cfg.steps}, DMFT samples {cfg.n_samples}", "",
+           f"DMFT final train loss: {theory['loss'][-1]:.5g}", ""]
+  if ens:
+    lines += ["| width | final loss (mean) | std over seeds |", "|---|---|---|"]
+    for e in ens:
+      lines.append(f"| {e.width} | {e.loss[:, -1].mean():.5g} | "
+                   f"{e.loss[:, -1].std():.3g} |")
+    lines.append("")
+  if "convergence" in summary:
+    lines += ["```", summary["convergence"].report(), "```", ""]
+  if sweep:
+    lines += ["| gamma0 | final NTK alignment with yy^T | test loss |",
+              "|---|---|---|"]
+    for g in sorted(sweep):
+      a = convergence.kernel_alignment(sweep[g]["ntk"][-1], y)
+      tl = sweep[g].get("test_loss")
+      tl = "n/a" if tl is None else f"{tl[-1]:.4g}"
+      lines.append(f"| {g:g} | {a:.4f} | {tl} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  if _OUT.value is None:
+    raise app.UsageError("--out is required")
+  logging.info("writing to %s", _OUT.value)
+  run(_CONFIG.value, _OUT.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("config")
+  app.run(main)

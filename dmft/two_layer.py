@@ -1,0 +1,332 @@
+"""DMFT of a two-layer network trained by full-batch gradient descent.
+
+Network (mean-field / muP, all weights N(0, 1)):
+  h_i(x) = W_std * w_i . x / sqrt(D),   f(x) = readout_std / (gamma0 N) *
+  sum_i a_i phi(h_i(x)),   SGD learning rate lr * gamma0^2 * N for every layer.
+Loss (1/(2P)) sum_mu (f(x_mu) - y_mu)^2, discrete gradient-descent steps.
+
+At infinite width every neuron evolves independently given the error signal
+Delta_mu(t) = y_mu - f_mu(t):
+  a(t+1) = a(t) + lr gamma0 readout_std (1/P) sum_mu Delta_mu(t) phi(h_mu(t))
+  h_nu(t+1) = h_nu(t) + lr gamma0 readout_std W_std^2 (1/P)
+              sum_mu Delta_mu(t) a(t) phi'(h_mu(t)) K^x_{mu nu}
+and f_nu(t) = readout_std / gamma0 * E[a(t) phi(h_nu(t))]. The error signal is
+found by damped fixed-point iteration. The expectation is a Monte Carlo average
+over `n_samples` neurons (antithetic in a) with a control variate: the exact
+initial NTK (Gaussian integrals) replaces its Monte Carlo estimate, so that the
+only Monte Carlo error left is in the feature-learning correction, which
+vanishes as gamma0 -> 0 (the lazy limit is then exact).
+"""
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmft import activations as act_lib
+from dmft import errors
+from dmft import lazy
+from dmft import results
+from dmft import validation as val
+
+
+def _kernel_time_index(steps, kernel_times):
+  if kernel_times is None:
+    kernel_times = min(steps + 1, 11)
+  k = val.positive_int(kernel_times, "kernel_times")
+  return np.unique(np.round(np.linspace(0, steps, min(k, steps + 1))).astype(
+      np.int32))
+
+
+def initial_kernels(activation, x_all, n_train, w_std=1.0, readout_std=1.0):
+  """Exact t=0 kernels of the two-layer network on all points.
+
+  Bordelon and Pehlevan (2022), Eq. (5) at t = 0: Phi = E phi phi,
+  G = readout_std^2 E phi' phi', NTK = readout_std^2 Phi + W_std^2 K^x * G'.
+
+  Returns:
+    (phi0, g0, ntk0): each (Q, Q) over all Q points (train first).
+  """
+  del n_train
+  act = act_lib.get(activation)
+  kx = x_all @ x_all.T / x_all.shape[1]
+  phi0, dphi0 = act_lib.gaussian_kernels(act, w_std ** 2 * kx)
+  g0 = readout_std ** 2 * dphi0
+  ntk0 = readout_std ** 2 * phi0 + w_std ** 2 * kx * g0
+  return phi0, g0, ntk0
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("act", "steps", "n_train", "t_index", "march"))
+def _solve(x_all, y, ntk0_exact, a_half, w_half, *, act, gamma0, lr, steps,
+           n_train, damping, tol, max_iterations, w_std, readout_std, t_index,
+           march):
+  dtype = x_all.dtype
+  q, d = x_all.shape
+  p = n_train
+  kx = x_all @ x_all.T / d
+  kx_tq = kx[:p, :]  # (P, Q)
+  a0 = jnp.concatenate([a_half, -a_half])  # antithetic readout weights
+  w0 = jnp.concatenate([w_half, w_half])
+  h0 = w_std * (w0 @ x_all.T) / math.sqrt(d)  # (n, Q)
+  n = a0.shape[0]
+  phi_0 = act(h0)
+  dphi_0 = act.derivative(h0)
+  c_step = lr * gamma0 * readout_std
+
+  # Monte Carlo initial NTK (the linearisation of the sampled dynamics).
+  ntk0_mc = readout_std ** 2 * (phi_0.T @ phi_0[:, :p]) / n + w_std ** 2 * (
+      kx[:, :p] * ((a0[:, None] * dphi_0).T @ (a0[:, None] * dphi_0[:, :p]))
+      * readout_std ** 2 / n)  # (Q, P)
+  ntk_shift = ntk0_exact[:, :p] - ntk0_mc
+
+  def observe(carry):
+    """Predictions, NTK and fields at the current time."""
+    da, dh, cum_delta = carry
+    a_t = a0 + da
+    h_t = h0 + dh
+    phi_t = act(h_t)
+    dphi_t = act.derivative(h_t)
+    # Prediction at time t from the fields (control-variate corrected).
+    diff = da[:, None] * phi_t + a0[:, None] * (phi_t - phi_0)
+    f_t = readout_std / gamma0 * jnp.mean(diff, axis=0)
+    f_t = f_t + lr / p * (ntk_shift @ cum_delta)
+    g_t = readout_std * a_t[:, None] * dphi_t  # gradient field, (n, Q)
+    # Instantaneous NTK (Q, P), control-variate corrected.
+    ntk_t = readout_std ** 2 * (phi_t.T @ phi_t[:, :p]) / n + w_std ** 2 * (
+        kx[:, :p] * (g_t.T @ g_t[:, :p]) / n) + ntk_shift
+    return dict(a=a_t, phi=phi_t, dphi=dphi_t, f=f_t, g=g_t, ntk=ntk_t,
+                diff=diff)
+
+  def advance(carry, obs, delta_t):
+    """One gradient-descent step of the fields driven by the error delta_t."""
+    da, dh, cum_delta = carry
+    step_a = c_step / p * (obs["phi"][:, :p] @ delta_t)
+    step_h = c_step * w_std ** 2 / p * (obs["a"][:, None] * (
+        (obs["dphi"][:, :p] * delta_t[None, :]) @ kx_tq))
+    return da + step_a, dh + step_h, cum_delta + delta_t
+
+  def fields_step(carry, delta_t):
+    obs = observe(carry)
+    if delta_t is None:  # causal time-marching: the error of the present
+      delta_t = y - obs["f"][:p]
+    new = advance(carry, obs, delta_t)
+    return new, (obs["f"], obs["ntk"], obs["phi"], obs["g"], obs["diff"],
+                 delta_t)
+
+  def dynamics(delta):
+    """Runs the fields for the error signal delta (steps, P)."""
+
+    def step(carry, delta_t):
+      carry, (f_t, ntk_t, phi_t, g_t, _, _) = fields_step(carry, delta_t)
+      phi_diag = jnp.einsum("np,np->p", phi_t[:, :p], phi_t[:, :p]) / n
+      g_diag = jnp.einsum("np,np->p", g_t[:, :p], g_t[:, :p]) / n
+      return carry, (f_t, ntk_t, phi_diag, g_diag)
+
+    init = (jnp.zeros_like(a0), jnp.zeros_like(h0), jnp.zeros((p,), dtype))
+    delta_ext = jnp.concatenate([delta, jnp.zeros((1, p), dtype)])
+    _, out = jax.lax.scan(step, init, delta_ext)
+    return out
+
+  def rel(new, old):
+    return jnp.linalg.norm(new - old) / jnp.maximum(
+        jnp.linalg.norm(new), jnp.finfo(dtype).tiny)
+
+  # Initial guess: the lazy (NTK) error signal.
+  delta_init = lazy.gd_error(ntk0_exact[:p, :p], y, lr, steps)[:steps]
+
+  def body(state):
+    it, delta, phi_d, g_d, _ = state
+    f, ntk, phi_new, g_new = dynamics(delta)
+    inc = f[1:] - f[:-1]  # (steps, Q) increments driven by delta
+
+    # Forward recursion: the direct effect of the error on the next step is
+    # taken through the instantaneous NTK (implicit in time, hence stable);
+    # the feature-learning feedback (O(gamma0^2)) is iterated.
+    def recur(f_t, xs):
+      inc_t, ntk_t, delta_old_t = xs
+      delta_t = y - f_t[:p]
+      f_next = f_t + inc_t + lr / p * ntk_t @ (delta_t - delta_old_t)
+      return f_next, delta_t
+
+    _, delta_new = jax.lax.scan(recur, jnp.zeros((q,), dtype),
+                                (inc, ntk[:steps], delta))
+    res = jnp.maximum(rel(delta_new, delta),
+                      jnp.maximum(rel(phi_new, phi_d), rel(g_new, g_d)))
+    delta_next = (1 - damping) * delta + damping * delta_new
+    return it + 1, delta_next, phi_new, g_new, res
+
+  def cond(state):
+    it, _, _, _, res = state
+    return (it < max_iterations) & (res > tol) & jnp.isfinite(res)
+
+  if march:
+    # Causal time-marching: the error of each step is computed from the
+    # fields of that step, so the discrete-time equations hold exactly (the
+    # fixed-point residual is zero by construction) after one pass.
+    delta = None
+    it = 1
+    res = jnp.zeros((), dtype)
+  else:
+    zeros_kd = jnp.zeros((steps + 1, p), dtype)
+    state = (0, delta_init, zeros_kd, zeros_kd,
+             jnp.asarray(jnp.finfo(dtype).max, dtype))
+    it, delta, _, _, res = jax.lax.while_loop(cond, body, state)
+
+  # Final pass: predictions, NTK(t) and two-time kernels.
+  def final_step(carry, delta_t):
+    carry, (f_t, ntk_t, phi_t, g_t, diff, _) = fields_step(carry, delta_t)
+    # Standard error of the train loss from the per-neuron spread of f.
+    resid = f_t[:p] - y
+    loss_samples = readout_std / gamma0 * diff[:, :p] @ resid / p
+    loss_se = jnp.std(loss_samples) / jnp.sqrt(n)
+    return carry, (f_t, ntk_t, phi_t[:, :p], g_t[:, :p], loss_se)
+
+  init = (jnp.zeros_like(a0), jnp.zeros_like(h0), jnp.zeros((p,), dtype))
+  if delta is None:
+    _, (f, ntk, phis, gs, loss_se) = jax.lax.scan(
+        lambda c, _: final_step(c, None), init, None, length=steps + 1)
+  else:
+    delta_ext = jnp.concatenate([delta, jnp.zeros((1, p), dtype)])
+    _, (f, ntk, phis, gs, loss_se) = jax.lax.scan(final_step, init,
+                                                  delta_ext)
+  idx = jnp.asarray(t_index)
+  phis, gs = phis[idx], gs[idx]
+  phi_two = jnp.einsum("tnp,snq->tspq", phis, phis) / n
+  g_two = jnp.einsum("tnp,snq->tspq", gs, gs) / n
+  return dict(f=f, ntk=ntk, phi=phi_two, g=g_two, n_iterations=it,
+              residual=res, loss_se=loss_se,
+              phi0_mc=(phi_0[:, :p].T @ phi_0[:, :p]) / n,
+              g0_mc=readout_std ** 2 * ((a0[:, None] * dphi_0[:, :p]).T @ (
+                  a0[:, None] * dphi_0[:, :p])) / n)
+
+
+def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
+                    steps=100, n_samples=4096, seed=0, X_test=None,
+                    y_test=None, W_std=1.0, readout_std=1.0, damping=1.0,
+                    tol=None, max_iterations=None, kernel_times=None,
+                    raise_on_nonconvergence=True,
+                    method="march") -> results.DMFTResult:
+  """Solves the DMFT of a two-layer network trained by gradient descent.
+
+  Bordelon and Pehlevan (2022), Eqs. (5)-(7) in discrete time for L = 1.
+
+  Args:
+    X: (P, D) training inputs.
+    y: (P,) targets.
+    activation: name, callable or stax activation layer.
+    gamma0: feature-learning strength (> 0); gamma0 -> 0 is the NTK limit.
+    lr: base learning rate (the network's SGD rate is lr * gamma0^2 * N).
+    steps: gradient-descent steps T.
+    n_samples: Monte Carlo neurons (rounded up to an even number).
+    seed: int or PRNG key.
+    X_test: optional (P_test, D) test inputs; y_test their targets.
+    W_std: input-layer weight multiplier.
+    readout_std: readout multiplier.
+    damping: fixed-point damping in (0, 1]; 1 is plain iteration.
+    tol: tolerance on the relative change of the order parameters (default
+      1e-5 in float32, 1e-9 in float64).
+    max_iterations: cap on iterations (default steps + 10).
+    kernel_times: number of time points at which the two-time kernels
+      Phi(t, s), G(t, s) are stored (default min(steps + 1, 11)).
+    raise_on_nonconvergence: raise `NonConvergenceError` when the tolerance is
+      not met (else return with converged=False).
+    method: 'march' (default) solves the causal discrete-time equations in one
+      pass over time (each step's error is computed from that step's fields,
+      so the self-consistency residual is zero by construction); 'iterate' is the alternating scheme of the paper: the error
+      signal is found by damped fixed-point iteration (fields given the error,
+      predictions given the fields through the instantaneous NTK) until the
+      relative change of the order parameters is below `tol`.
+
+  Returns:
+    A `DMFTResult` (phi and g have a leading layer axis of size 1).
+
+  Raises:
+    ValueError, TypeError: bad input (the message names the argument).
+    DivergenceError: the dynamics blow up (learning rate too large).
+    NonConvergenceError: the iteration did not reach `tol`.
+  """
+  x = val.as_inputs(X, "X")
+  p = x.shape[0]
+  yy = val.as_targets(y, p, "y")
+  act = act_lib.get(activation)
+  gamma0 = val.positive_float(gamma0, "gamma0")
+  lr = val.positive_float(lr, "lr")
+  steps = val.positive_int(steps, "steps")
+  n_samples = val.positive_int(n_samples, "n_samples", minimum=2)
+  damping = val.unit_interval(damping, "damping")
+  w_std = val.positive_float(W_std, "W_std")
+  readout_std = val.positive_float(readout_std, "readout_std")
+  dtype = val.default_dtype()
+  if tol is None:
+    tol = 1e-9 if dtype == jnp.float64 else 1e-5
+  tol = val.positive_float(tol, "tol")
+  if max_iterations is None:
+    max_iterations = steps + 10
+  max_iterations = val.positive_int(max_iterations, "max_iterations")
+  key = val.seed_key(seed)
+  if X_test is not None:
+    xt = val.as_inputs(X_test, "X_test")
+    if xt.shape[1] != x.shape[1]:
+      raise ValueError(f"X_test must have {x.shape[1]} features like X, got "
+                       f"shape {xt.shape}")
+    x_all = jnp.concatenate([x, xt])
+  else:
+    xt = None
+    x_all = x
+  yt = None
+  if y_test is not None:
+    if xt is None:
+      raise ValueError("y_test given without X_test")
+    yt = val.as_targets(y_test, xt.shape[0], "y_test")
+  t_index = tuple(int(i) for i in _kernel_time_index(steps, kernel_times))
+  if method not in ("march", "iterate"):
+    raise ValueError(f"method must be 'march' or 'iterate', got {method!r}")
+
+  phi0, g0, ntk0 = initial_kernels(act, x_all, p, w_std, readout_std)
+  lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
+  n_half = (n_samples + 1) // 2
+  ka, kw = jax.random.split(key)
+  a_half = jax.random.normal(ka, (n_half,), dtype)
+  w_half = jax.random.normal(kw, (n_half, x.shape[1]), dtype)
+  out = _solve(x_all, yy, ntk0, a_half, w_half, act=act, gamma0=gamma0, lr=lr,
+               steps=steps, n_train=p,
+               damping=damping, tol=tol, max_iterations=max_iterations,
+               w_std=w_std, readout_std=readout_std, t_index=t_index,
+               march=method == "march")
+  out = jax.device_get(out)
+  f = np.asarray(out["f"])
+  res = float(out["residual"])
+  n_it = int(out["n_iterations"])
+  loss = 0.5 * np.mean((f[:, :p] - np.asarray(yy)[None]) ** 2, axis=1)
+  converged = bool(res <= tol)
+  if method == "march" or converged:
+    lazy.check_finite(loss, lr, gamma0)
+  if not converged and raise_on_nonconvergence:
+    raise errors.NonConvergenceError(
+        f"two-layer DMFT did not converge: relative residual {res:.3g} > tol "
+        f"{tol:.3g} after {n_it} iterations (max_iterations={max_iterations});"
+        " lower lr or damping, raise max_iterations, or use method='march'",
+        res, n_it)
+  # Control variate on the reported kernels: exact t=0 kernels.
+  phi_two = out["phi"] + (np.asarray(phi0[:p, :p]) - out["phi0_mc"])
+  g_two = out["g"] + (np.asarray(g0[:p, :p]) - out["g0_mc"])
+  ntk = out["ntk"]
+  f_test = test_loss = ntk_tt = None
+  if xt is not None:
+    f_test = f[:, p:]
+    ntk_tt = ntk[:, p:, :]
+    if yt is not None:
+      test_loss = 0.5 * np.mean((f_test - np.asarray(yt)[None]) ** 2, axis=1)
+  return results.DMFTResult(
+      loss=loss, f_train=f[:, :p], f_test=f_test, test_loss=test_loss,
+      ntk=ntk[:, :p, :], ntk_test_train=ntk_tt,
+      kernel_times=np.asarray(t_index), phi=phi_two[None], g=g_two[None],
+      n_iterations=n_it, residual=res, converged=converged, jitter=0.0,
+      mc_error=np.asarray(out["loss_se"]),
+      info=dict(solver="two_layer", method=method, activation=act.name, gamma0=gamma0,
+                lr=lr, steps=steps, n_samples=2 * ((n_samples + 1) // 2),
+                damping=damping, tol=tol, W_std=w_std,
+                readout_std=readout_std, dtype=str(np.dtype(dtype))))
