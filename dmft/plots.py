@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from dmft import convergence
-from dmft import io
+from kernels import runs as io
 
 
 def theory_vs_width(theory, ensembles, path):

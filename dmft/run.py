@@ -21,12 +21,17 @@ from dmft import convergence
 from dmft import data as data_lib
 from dmft import deep
 from dmft import ensembles
-from dmft import io
+from kernels import runs as io
 from dmft import plots
 from dmft import two_layer
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "ml_collections config")
-_OUT = flags.DEFINE_string("out", None, "output folder")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  config_flags.DEFINE_config_file("config", None, "ml_collections config")
+  flags.DEFINE_string("out", None, "output folder")
 
 
 def solve_theory(cfg, x, y, xt, yt, gamma0=None, n_samples=None):
@@ -162,12 +167,13 @@ def _summary_md(cfg, theory, ens, summary, sweep, y):
 
 def main(argv):
   del argv
-  if _OUT.value is None:
+  if FLAGS.out is None:
     raise app.UsageError("--out is required")
-  logging.info("writing to %s", _OUT.value)
-  run(_CONFIG.value, _OUT.value)
+  logging.info("writing to %s", FLAGS.out)
+  run(FLAGS.config, FLAGS.out)
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("config")
   app.run(main)

@@ -13,7 +13,9 @@ import tempfile
 from typing import Any, Iterable
 
 
-def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+def atomic_write_bytes(path: "str | os.PathLike", data: bytes) -> None:
+  """Writes a file atomically: to a temporary file in the same folder, then renamed."""
+  path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
   try:
@@ -36,6 +38,62 @@ def _jsonable(x: Any):
   return x
 
 
+def write_via(path, writer) -> None:
+  """Calls ``writer(tmp_path)`` to create a file, then renames it to ``path``."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=path.suffix)
+  os.close(fd)
+  try:
+    writer(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_text(path, text: str) -> None:
+  atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj: Any) -> None:
+  write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True, default=float) + "\n")
+
+
+def write_jsonl(path, records: Iterable[dict]) -> None:
+  write_text(path, "".join(json.dumps(_jsonable(r), sort_keys=True, default=float) + "\n"
+                           for r in records))
+
+
+def read_jsonl(path) -> list:
+  path = pathlib.Path(path)
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_npz(path, **arrays) -> None:
+  import io
+  import numpy as np
+  buf = io.BytesIO()
+  np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
+  atomic_write_bytes(path, buf.getvalue())
+
+
+def read_npz(path) -> dict:
+  import numpy as np
+  with np.load(path) as z:
+    return {k: z[k] for k in z.files}
+
+
+def save_figure(fig, path) -> None:
+  import io
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+  atomic_write_bytes(path, buf.getvalue())
+
+
 class RunDir:
   """One experiment's folder; metrics are records with a unique ``key``."""
 
@@ -45,23 +103,15 @@ class RunDir:
     self._metrics = self.path / "metrics.jsonl"
 
   def write_json(self, name: str, obj: Any) -> pathlib.Path:
-    p = self.path / name
-    _atomic_write_bytes(p, (json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n").encode())
-    return p
+    write_json(self.path / name, obj)
+    return self.path / name
 
   def write_text(self, name: str, text: str) -> pathlib.Path:
-    p = self.path / name
-    _atomic_write_bytes(p, text.encode())
-    return p
+    write_text(self.path / name, text)
+    return self.path / name
 
   def records(self) -> list:
-    if not self._metrics.exists():
-      return []
-    out = []
-    for line in self._metrics.read_text().splitlines():
-      if line.strip():
-        out.append(json.loads(line))
-    return out
+    return read_jsonl(self._metrics)
 
   def done(self) -> set:
     return {r["key"] for r in self.records() if "key" in r}
@@ -70,17 +120,12 @@ class RunDir:
     """Adds one record (rewrites metrics.jsonl atomically)."""
     if "key" not in record:
       raise ValueError("a metrics record needs a 'key'.")
-    lines = [json.dumps(r, sort_keys=True) for r in self.records() if r.get("key") != record["key"]]
-    lines.append(json.dumps(_jsonable(record), sort_keys=True))
-    _atomic_write_bytes(self._metrics, ("\n".join(lines) + "\n").encode())
+    records = [r for r in self.records() if r.get("key") != record["key"]]
+    write_jsonl(self._metrics, records + [record])
 
   def save_figure(self, fig, name: str) -> pathlib.Path:
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    p = self.path / name
-    _atomic_write_bytes(p, buf.getvalue())
-    return p
+    save_figure(fig, self.path / name)
+    return self.path / name
 
 
 def fit_log_slope(xs: Iterable[float], ys: Iterable[float]):

@@ -41,18 +41,23 @@ from kernels import parameterization as pz
 from kernels.empirical import conditional_nngp_fn, empirical_ntk_fn
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", "runs/width_check", "Output folder.")
-flags.DEFINE_list("widths", ["64", "128", "256", "512", "1024", "2048", "4096"], "Hidden widths.")
-flags.DEFINE_list("parameterizations", ["ntk", "mup"], "Parameterizations to compare.")
-flags.DEFINE_integer("seeds", 4, "Networks per width (vmapped).")
-flags.DEFINE_integer("n_points", 32, "Training points.")
-flags.DEFINE_integer("depth", 2, "Hidden layers.")
-flags.DEFINE_enum("activation", "relu", ["relu", "erf", "gelu", "tanh"], "Nonlinearity.")
-flags.DEFINE_integer("steps", 50, "Gradient-descent steps.")
-flags.DEFINE_float("lr_fraction", 1.0,
-                   "Learning rate as a fraction of 2/lambda_max(NTK/P) (the stability edge) / 2.")
-flags.DEFINE_enum("dataset", "digits", ["digits", "synthetic"], "Built-in data.")
-flags.DEFINE_integer("seed", 0, "PRNG seed.")
+
+
+def define_flags():
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_string("out", "runs/width_check", "Output folder.")
+  flags.DEFINE_list("widths", ["64", "128", "256", "512", "1024", "2048", "4096"], "Hidden widths.")
+  flags.DEFINE_list("parameterizations", ["ntk", "mup"], "Parameterizations to compare.")
+  flags.DEFINE_integer("seeds", 4, "Networks per width (vmapped).")
+  flags.DEFINE_integer("n_points", 32, "Training points.")
+  flags.DEFINE_integer("depth", 2, "Hidden layers.")
+  flags.DEFINE_enum("activation", "relu", ["relu", "erf", "gelu", "tanh"], "Nonlinearity.")
+  flags.DEFINE_integer("steps", 50, "Gradient-descent steps.")
+  flags.DEFINE_float("lr_fraction", 1.0,
+                     "Learning rate in units of 1/lambda_max(NTK/P); 2 is the stability edge.")
+  flags.DEFINE_enum("dataset", "digits", ["digits", "synthetic"], "Built-in data.")
+  flags.DEFINE_integer("seed", 0, "PRNG seed.")
+
 
 ACTIVATIONS = {"relu": (stax.Relu, 2.0 ** 0.5), "erf": (stax.Erf, 1.0),
                "gelu": (stax.Gelu, 2.0 ** 0.5), "tanh": (stax.Tanh, 1.0)}
@@ -253,4 +258,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

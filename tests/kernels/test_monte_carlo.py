@@ -62,11 +62,11 @@ def test_monte_carlo_kernel_fn_converges_like_one_over_sqrt_samples():
 
 @pytest.mark.slow
 def test_deep_network_error_shrinks_with_width():
-  """Depth 3: relative error of the sample-mean NTK falls like width^-1/2 (and the bias like 1/width)."""
+  """Depth 3: the sample-mean NTK's error falls between width^-1/2 (fluctuations) and width^-1 (bias)."""
   rng = np.random.RandomState(0)
   x = rng.randn(8, 4).astype(np.float32)
   errs = []
-  widths = (32, 128, 512)
+  widths = (32, 64, 128, 256, 512)
   for w in widths:
     net = stax.mlp([w] * 3, stax.Relu(), 1, W_std=2 ** 0.5, b_std=0.1)
     exact = net.kernel_fn(x, None, "ntk")
@@ -75,4 +75,4 @@ def test_deep_network_error_shrinks_with_width():
     errs.append(float(jnp.linalg.norm(mc - exact) / jnp.linalg.norm(exact)))
   slope = np.polyfit(np.log(widths), np.log(errs), 1)[0]
   print("MC NTK errors", errs, "slope", slope)
-  assert -0.85 < slope < -0.3
+  assert -1.25 < slope < -0.35

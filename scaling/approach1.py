@@ -1,0 +1,92 @@
+"""Chinchilla approach 1: the envelope of training curves.
+
+Each model size contributes a training curve (loss against tokens seen). For
+each compute budget C = 6 N D the envelope takes, over model sizes, the lowest
+loss reached with that compute (curves interpolated linearly in log D); the
+minimising N and D = C / (6 N) give N_opt(C), D_opt(C), and least squares in
+log-log space give the exponents a and b (Hoffmann et al. 2022, Sec. 3.1).
+"""
+import dataclasses
+
+import numpy as np
+
+from scaling import validation
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvelopeFit:
+  """Result of approach 1 (and 2): the frontier and its power-law exponents.
+
+  N_opt ~ N0 * C^a and D_opt ~ D0 * C^b.
+  """
+  C: np.ndarray
+  N_opt: np.ndarray
+  D_opt: np.ndarray
+  loss_opt: np.ndarray
+  a: float
+  b: float
+  N0: float
+  D0: float
+
+  def to_dict(self) -> dict:
+    return dict(a=self.a, b=self.b, N0=self.N0, D0=self.D0,
+                C=self.C.tolist(), N_opt=self.N_opt.tolist(),
+                D_opt=self.D_opt.tolist(), loss_opt=self.loss_opt.tolist())
+
+
+def loglog_slope(x, y):
+  """Least-squares slope and prefactor of log y = log y0 + s log x."""
+  s, c = np.polyfit(np.log(x), np.log(y), 1)
+  return float(s), float(np.exp(c))
+
+
+def approach1(N, D, loss, *, num_budgets: int = 30) -> EnvelopeFit:
+  """Envelope of training curves; Hoffmann et al. 2022, Sec. 3.1 (Fig. 2).
+
+  Args:
+    N: model size of each point (points of one curve share N).
+    D: tokens seen at each point.
+    loss: loss at each point.
+    num_budgets: number of log-spaced budgets spanning the range where at
+      least two curves reach the budget.
+
+  Raises:
+    ValueError: bad inputs, or fewer than two curves with 2+ points each.
+  """
+  n = validation.as_positive_1d("N", N)
+  d = validation.as_positive_1d("D", D)
+  loss = validation.as_positive_1d("loss", loss)
+  validation.check_same_length(N=n, D=d, loss=loss)
+  curves = []
+  for size in np.unique(n):
+    m = n == size
+    order = np.argsort(d[m])
+    if m.sum() >= 2:
+      curves.append((size, np.log(d[m][order]), loss[m][order]))
+  if len(curves) < 2:
+    raise ValueError("approach1 needs at least two training curves (model "
+                     "sizes) with two or more points each.")
+  c_lo = min(6 * s * np.exp(ld[0]) for s, ld, _ in curves)
+  c_hi = max(6 * s * np.exp(ld[-1]) for s, ld, _ in curves)
+  budgets = np.geomspace(c_lo, c_hi, num_budgets + 2)[1:-1]
+  rows = []
+  for c in budgets:
+    best = (np.inf, None)
+    reached = 0
+    for size, ld, ls in curves:
+      target = np.log(c / (6 * size))
+      if ld[0] <= target <= ld[-1]:
+        reached += 1
+        value = np.interp(target, ld, ls)
+        if value < best[0]:
+          best = (value, size)
+    if reached >= 2 and best[1] is not None:
+      rows.append((c, best[1], c / (6 * best[1]), best[0]))
+  if len(rows) < 3:
+    raise ValueError("approach1: fewer than three budgets are reached by two "
+                     "or more curves; the curves do not overlap enough.")
+  c, n_opt, d_opt, l_opt = map(np.asarray, zip(*rows))
+  a, n0 = loglog_slope(c, n_opt)
+  b, d0 = loglog_slope(c, d_opt)
+  return EnvelopeFit(C=c, N_opt=n_opt, D_opt=d_opt, loss_opt=l_opt, a=a, b=b,
+                     N0=n0, D0=d0)

@@ -1,0 +1,232 @@
+"""Many L-BFGS minimisations in one jitted, vmapped program.
+
+The multi-start fits (Chinchilla approach 3, power laws, bootstrap refits)
+solve the same small problem from thousands of starts. They run here as one
+compiled program: a pool of `pool_size` slots advances together (`jax.vmap`
+over slots) inside a `lax.while_loop`; when a slot's start finishes, its
+result is written out and the slot takes the next start from the queue. So
+every start gets as many iterations as it needs, and the batch never waits on
+its slowest member with the others idle, with fixed shapes and no Python loop.
+
+Each iteration is L-BFGS (Nocedal and Wright 2006, Alg. 7.4, two-loop
+recursion) with a line search whose trial step lengths are evaluated
+together, taking the longest one that meets the Armijo condition. When no
+trial decreases the objective, the memory is cleared, the step scale shrinks
+and the next iteration tries steepest descent.
+
+A start stops when its gradient norm is <= `gtol`, or its decrease in value
+is <= `ftol * max(|f|, 1)` (the SciPy L-BFGS-B rules): `converged` is True.
+It also stops, with `converged` False, at `max_iter` iterations, when its
+value is not finite, or when the step scale falls below 1e-14.
+"""
+import functools
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+# Relative trial step lengths of the line search, longest first.
+_STEPS = (1.0, 0.1)
+_ARMIJO = 1e-4
+_MIN_SCALE = 1e-14
+
+
+class BatchedResult(NamedTuple):
+  """Outcome of `minimize_many`, one row per start."""
+  x: jax.Array          # (starts, params) final points.
+  value: jax.Array      # (starts,) objective at `x`.
+  grad_norm: jax.Array  # (starts,) gradient norm at `x`.
+  num_iter: jax.Array   # (starts,) iterations used.
+  converged: jax.Array  # (starts,) True where a tolerance was met.
+
+
+class _Slot(NamedTuple):
+  """State of one slot of the pool."""
+  index: jax.Array    # which start it runs; num_starts when idle.
+  fresh: jax.Array    # True until f and g at the start are computed.
+  x: jax.Array
+  f: jax.Array
+  g: jax.Array
+  s_hist: jax.Array   # (m, p) last steps, newest first.
+  y_hist: jax.Array   # (m, p) last gradient changes.
+  rho: jax.Array      # (m,) 1 / (y.s); 0 marks an empty slot.
+  scale: jax.Array    # step scale (shrinks after failed searches).
+  it: jax.Array
+  done: jax.Array
+  converged: jax.Array
+
+
+def _direction(g, s_hist, y_hist, rho):
+  """L-BFGS two-loop recursion: approximately -H^{-1} g."""
+  m = s_hist.shape[0]
+  q = g
+  alphas = []
+  for i in range(m):  # newest to oldest
+    a = rho[i] * jnp.dot(s_hist[i], q)
+    q = q - a * y_hist[i]
+    alphas.append(a)
+  yy = jnp.dot(y_hist[0], y_hist[0])
+  gamma = jnp.where((rho[0] > 0) & (yy > 0), 1.0 / (rho[0] * yy), 1.0)
+  r = gamma * q
+  for i in reversed(range(m)):  # oldest to newest
+    b = rho[i] * jnp.dot(y_hist[i], r)
+    r = r + s_hist[i] * (alphas[i] - b)
+  return -r
+
+
+def _step(fun, slot: _Slot, args, *, max_iter, gtol, ftol) -> _Slot:
+  """One L-BFGS iteration of one slot (or the first evaluation of a start)."""
+  f_and_g = jax.value_and_grad(lambda x: fun(x, *args))
+  f_only = jax.vmap(lambda x: fun(x, *args))
+  steps = jnp.asarray(_STEPS, slot.x.dtype) * slot.scale
+  empty = jnp.all(slot.rho == 0)
+  gnorm = jnp.linalg.norm(slot.g)
+  d = _direction(slot.g, slot.s_hist, slot.y_hist, slot.rho)
+  sd = -slot.g / jnp.maximum(gnorm, 1.0)
+  slope = jnp.dot(slot.g, d)
+  use_sd = empty | ~(slope < 0)
+  d = jnp.where(use_sd, sd, d)
+  slope = jnp.where(use_sd, jnp.dot(slot.g, sd), slope)
+  trial_f = f_only(slot.x[None, :] + steps[:, None] * d[None, :])
+  trial_f = jnp.where(jnp.isfinite(trial_f), trial_f, jnp.inf)
+  armijo = trial_f <= slot.f + _ARMIJO * steps * slope
+  k = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(trial_f))
+  moved = jnp.any(armijo) | (trial_f[k] < slot.f)
+  x_new = jnp.where(slot.fresh, slot.x,
+                    jnp.where(moved, slot.x + steps[k] * d, slot.x))
+  f_new, g_new = f_and_g(x_new)
+  s = x_new - slot.x
+  y = g_new - slot.g
+  sy = jnp.dot(s, y)
+  keep = ~slot.fresh & moved & (sy > 1e-12 * jnp.dot(y, y)) & (sy > 0)
+  s_hist = jnp.where(keep, jnp.roll(slot.s_hist, 1, 0).at[0].set(s),
+                     slot.s_hist)
+  y_hist = jnp.where(keep, jnp.roll(slot.y_hist, 1, 0).at[0].set(y),
+                     slot.y_hist)
+  rho = jnp.where(keep, jnp.roll(slot.rho, 1).at[0].set(1.0 / sy), slot.rho)
+  failed = ~slot.fresh & ~moved
+  s_hist = jnp.where(failed, 0.0, s_hist)
+  y_hist = jnp.where(failed, 0.0, y_hist)
+  rho = jnp.where(failed, 0.0, rho)
+  scale = jnp.where(failed, slot.scale * 0.02,
+                    jnp.where(moved & ~empty, 1.0,
+                              jnp.minimum(slot.scale * 10.0, 1.0)))
+  scale = jnp.where(slot.fresh, 1.0, scale)
+  f_scale = jnp.maximum(jnp.maximum(jnp.abs(slot.f), jnp.abs(f_new)), 1.0)
+  small_decrease = ~slot.fresh & moved & ~empty & (
+      (slot.f - f_new) <= ftol * f_scale)
+  small_grad = jnp.linalg.norm(g_new) <= gtol
+  conv = (small_grad | small_decrease) & jnp.isfinite(f_new)
+  it = slot.it + jnp.where(slot.fresh, 0, 1)
+  done = (conv | ~jnp.isfinite(f_new) | (scale < _MIN_SCALE)
+          | (it >= max_iter))
+  return slot._replace(fresh=jnp.zeros_like(slot.fresh), x=x_new, f=f_new,
+                       g=g_new, s_hist=s_hist, y_hist=y_hist, rho=rho,
+                       scale=scale, it=it, done=done, converged=conv)
+
+
+def minimize_many(fun: Callable[..., jax.Array], x0s: jax.Array,
+                  shared_args: tuple = (),
+                  per_start_args: Optional[tuple] = None, *,
+                  max_iter: int = 500, gtol: float = 1e-8,
+                  ftol: float = 1e-11, memory_size: int = 10,
+                  pool_size: int = 512) -> BatchedResult:
+  """Minimises `fun(x, *per_start_args[i], *shared_args)` from every x0s[i].
+
+  Args:
+    fun: scalar objective, traceable by JAX; hashable (a module-level
+      function), since it is a static argument of the compiled program.
+    x0s: (starts, params) initial points.
+    shared_args: arrays passed to `fun` after the per-start ones.
+    per_start_args: arrays with a leading `starts` axis; row i goes with
+      start i (e.g. bootstrap weights).
+    max_iter: iteration cap per start.
+    gtol: gradient-norm tolerance.
+    ftol: relative decrease tolerance.
+    memory_size: L-BFGS history length.
+    pool_size: starts advanced together.
+
+  Returns:
+    A `BatchedResult` with one row per start.
+  """
+  # Tolerances and the iteration cap are traced values, so changing them
+  # reuses the compiled program.
+  return _minimize_many(fun, x0s, tuple(shared_args),
+                        tuple(per_start_args or ()), jnp.asarray(max_iter),
+                        jnp.asarray(gtol, x0s.dtype),
+                        jnp.asarray(ftol, x0s.dtype), memory_size=memory_size,
+                        pool_size=pool_size)
+
+
+@functools.partial(jax.jit, static_argnames=("fun", "memory_size",
+                                             "pool_size"))
+def _minimize_many(fun, x0s, shared_args, per_start_args, max_iter, gtol,
+                   ftol, *, memory_size, pool_size):
+  """Jitted body of `minimize_many`."""
+  num, p = x0s.shape
+  pool = min(pool_size, num)
+  dtype = x0s.dtype
+
+  def args_of(index):
+    safe = jnp.minimum(index, num - 1)
+    return tuple(a[safe] for a in per_start_args) + tuple(shared_args)
+
+  def load(slot: _Slot, index):
+    """Puts start `index` (or nothing, when index == num) in a slot."""
+    idle = index >= num
+    x0 = x0s[jnp.minimum(index, num - 1)]
+    zeros = jnp.zeros((memory_size, p), dtype)
+    return _Slot(index=index, fresh=~idle, x=x0, f=jnp.asarray(jnp.inf, dtype),
+                 g=jnp.zeros((p,), dtype), s_hist=zeros, y_hist=zeros,
+                 rho=jnp.zeros((memory_size,), dtype),
+                 scale=jnp.asarray(1.0, dtype), it=jnp.asarray(0),
+                 done=idle, converged=jnp.asarray(False))
+
+  step = functools.partial(_step, fun, max_iter=max_iter, gtol=gtol,
+                           ftol=ftol)
+
+  def advance(slot):
+    new = step(slot, args_of(slot.index))
+    return jax.tree.map(lambda a, b: jnp.where(slot.done, b, a), new, slot)
+
+  out = BatchedResult(
+      x=jnp.zeros((num, p), dtype), value=jnp.full((num,), jnp.nan, dtype),
+      grad_norm=jnp.full((num,), jnp.nan, dtype),
+      num_iter=jnp.zeros((num,), jnp.int32),
+      converged=jnp.zeros((num,), bool))
+  slots = jax.vmap(load, in_axes=(None, 0))(None, jnp.arange(pool))
+
+  def cond(carry):
+    slots, _, _ = carry
+    return jnp.any(slots.index < num)
+
+  def body(carry):
+    slots, out, next_index = carry
+    slots = jax.vmap(advance)(slots)
+    finished = slots.done & (slots.index < num)
+    target = jnp.where(finished, slots.index, num)  # num: dropped
+    out = BatchedResult(
+        x=out.x.at[target].set(slots.x, mode="drop"),
+        value=out.value.at[target].set(slots.f, mode="drop"),
+        grad_norm=out.grad_norm.at[target].set(
+            jnp.linalg.norm(slots.g, axis=-1), mode="drop"),
+        num_iter=out.num_iter.at[target].set(slots.it.astype(jnp.int32),
+                                             mode="drop"),
+        converged=out.converged.at[target].set(slots.converged, mode="drop"))
+    rank = jnp.cumsum(finished) - 1
+    new_index = jnp.where(finished, jnp.minimum(next_index + rank, num),
+                          slots.index)
+    reloaded = jax.vmap(load, in_axes=(None, 0))(None, new_index)
+    slots = jax.tree.map(
+        lambda r, s: jnp.where(
+            finished.reshape((-1,) + (1,) * (r.ndim - 1)), r, s),
+        reloaded, slots)
+    return slots, out, next_index + jnp.sum(finished)
+
+  _, out, _ = jax.lax.while_loop(cond, body, (slots, out, jnp.asarray(pool)))
+  return out
+
+
+def batched_lbfgs(fun, x0s, args: tuple = (), **kwargs) -> BatchedResult:
+  """`minimize_many` with arguments shared by all starts."""
+  return minimize_many(fun, x0s, tuple(args), None, **kwargs)
