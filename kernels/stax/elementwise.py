@@ -53,7 +53,7 @@ class Elementwise(Layer):
       return k.replace(nngp=cov1, cov1=cov1, cov2=cov2, covs=covs, is_gaussian=False)
     q1, q2 = k.covs[path] if (k.covs and path in k.covs) else (k.cov1, k.cov2)
     need_dot = k.ntk is not None
-    nngp, dot = self.dual(q1[:, None], k.nngp, q2[None, :], need_dot)
+    nngp, dot = self.dual(q1[:, None], snap_correlation(q1, k.nngp, q2), q2[None, :], need_dot)
     cov1, dot1 = self.dual(q1, q1, q1, need_dot)
     if k.x1_is_x2:
       # A point with itself has correlation exactly 1: use the diagonal formulas there
@@ -101,6 +101,12 @@ def _acos_f32(rho):
   return jnp.where(rho >= 0, t, _PI - t)
 
 
+def gram_det(q11, q12, q22):
+  """q11 q22 - q12^2 >= 0 from differences: exact 0 for identical inputs, no cancellation near 1."""
+  d1, d2 = q11 - q12, q22 - q12
+  return jnp.maximum(d1 * d2 + q12 * (d1 + d2), 0.0)
+
+
 def correlation_angle(q11, q12, q22):
   """Returns (theta, sqrt(q11 q22 - q12^2)): the angle between the two Gaussians.
 
@@ -110,10 +116,7 @@ def correlation_angle(q11, q12, q22):
   """
   prod = q11 * q22
   if jnp.result_type(prod) == jnp.float64:
-    # q11 q22 - q12^2 from differences: exactly 0 for identical inputs, and no
-    # cancellation (or fused-multiply-add rounding) near correlation 1.
-    d1, d2 = q11 - q12, q22 - q12
-    cross = safe_sqrt(d1 * d2 + q12 * (d1 + d2))
+    cross = safe_sqrt(gram_det(q11, q12, q22))
     both_zero = (cross == 0) & (q12 == 0)
     theta = jnp.where(both_zero, _PI / 2, jnp.arctan2(cross, jnp.where(both_zero, 1.0, q12)))
     return theta, cross
@@ -122,6 +125,18 @@ def correlation_angle(q11, q12, q22):
   rho = jnp.clip(jnp.where(norm > 0, q12 / safe, 0.0), -1.0, 1.0)
   theta = _acos_f32(rho)
   return theta, norm * safe_sqrt(1.0 - rho * rho)
+
+
+def snap_correlation(q1, q12, q2):
+  """Sets covariances whose correlation is within rounding of +-1 to exactly +-sqrt(q1 q2).
+
+  Two copies of one input then have correlation exactly 1, as in exact arithmetic;
+  otherwise rounding leaves 1 - eps, an angle of sqrt(2 eps) (5e-4 in float32) that
+  deep networks amplify (exponentially so in the chaotic phase, e.g. deep Erf).
+  """
+  norm = safe_sqrt(q1)[:, None] * safe_sqrt(q2)[None, :]
+  snap = 1.0 - 4 * float(jnp.finfo(jnp.result_type(q12)).eps)
+  return jnp.where(jnp.abs(q12) > snap * norm, jnp.sign(q12) * norm, q12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +190,8 @@ class Erf(Elementwise):
     nngp = self.a ** 2 * (2 / _PI) * jnp.arcsin(arg) + self.c ** 2
     dot = None
     if need_dot:
-      det = jnp.maximum(prod - (2 * b2 * q12) ** 2, jnp.finfo(prod.dtype).tiny)
+      # prod - (2 b^2 q12)^2, expanded so that nothing large cancels.
+      det = 1 + 2 * b2 * (q11 + q22) + 4 * b2 ** 2 * gram_det(q11, q12, q22)
       dot = self.a ** 2 * b2 * (4 / _PI) / jnp.sqrt(det)
     return nngp, dot
 
@@ -192,7 +208,7 @@ class Gelu(Elementwise):
   def dual(self, q11, q12, q22, need_dot):
     p = q11 * q22
     p1 = (1 + q11) * (1 + q22)
-    delta2 = jnp.maximum(p1 - q12 ** 2, jnp.finfo(jnp.result_type(p1)).tiny)
+    delta2 = 1 + q11 + q22 + gram_det(q11, q12, q22)  # p1 - q12^2 without cancellation
     delta = jnp.sqrt(delta2)
     angle = jnp.arctan2(q12, delta)  # arcsin(q12 / sqrt(p1))
     nngp = q12 / 4 + ((q12 ** 2 + p * delta2) / (p1 * delta) + q12 * angle) / (2 * _PI)

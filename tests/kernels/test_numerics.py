@@ -25,14 +25,15 @@ def test_depth_50_float32_is_finite_and_matches_float64(act, w_std):
   net = deep(act, 50, w_std, 0.05)
   k32 = net.kernel_fn(x.astype(np.float32), None, ("nngp", "ntk"))
   assert all(np.all(np.isfinite(np.asarray(m))) for m in k32)
-  with jax.experimental.enable_x64():
+  with jax.enable_x64(True):
     k64 = net.kernel_fn(x.astype(np.float64), None, ("nngp", "ntk"))
   for a, b in zip(k32, k64):
     b = np.asarray(b)
-    # float32 rounding amplified by sqrt near correlation 1, accumulated over 50 layers
-    np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3 * np.abs(b).max())
+    # measured: at most 1.4e-4 relative (Gelu NTK), the identical pair included
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
   # identical inputs give identical rows
-  np.testing.assert_allclose(k32.ntk[0], k32.ntk[1], rtol=1e-5)
+  np.testing.assert_allclose(k32.ntk[0], k32.ntk[1], rtol=1e-3)
+  np.testing.assert_allclose(k64.ntk[0], k64.ntk[1], rtol=1e-9)
 
 
 def test_all_zero_inputs_and_no_bias():
@@ -53,7 +54,7 @@ def test_correlation_exactly_one_cross_kernel():
 
 def test_float64_identical_points_exact_angle():
   """With x64, a point's self-correlation is exactly 1 (theta = 0)."""
-  with jax.experimental.enable_x64():
+  with jax.enable_x64(True):
     x = np.random.RandomState(2).randn(3, 5)
     k = deep(stax.Relu(), 2, 2 ** 0.5).kernel_fn(x, x, "nngp")
     kd = deep(stax.Relu(), 2, 2 ** 0.5).kernel_fn(x, None, "nngp")
