@@ -102,9 +102,13 @@ def _acos_f32(rho):
 
 
 def gram_det(q11, q12, q22):
-  """q11 q22 - q12^2 >= 0 from differences: exact 0 for identical inputs, no cancellation near 1."""
+  """q11 q22 - q12^2 >= 0 from differences (no cancellation near correlation 1).
+
+  Exactly 0 where ``|q12| >= sqrt(q11) sqrt(q22)``, e.g. after `snap_correlation`.
+  """
   d1, d2 = q11 - q12, q22 - q12
-  return jnp.maximum(d1 * d2 + q12 * (d1 + d2), 0.0)
+  det = jnp.maximum(d1 * d2 + q12 * (d1 + d2), 0.0)
+  return jnp.where(jnp.abs(q12) >= safe_sqrt(q11) * safe_sqrt(q22), 0.0, det)
 
 
 def correlation_angle(q11, q12, q22):
@@ -120,9 +124,12 @@ def correlation_angle(q11, q12, q22):
     both_zero = (cross == 0) & (q12 == 0)
     theta = jnp.where(both_zero, _PI / 2, jnp.arctan2(cross, jnp.where(both_zero, 1.0, q12)))
     return theta, cross
-  norm = safe_sqrt(prod)
+  # The same norm as snap_correlation's, so snapped entries have rho exactly +-1; the
+  # square roots are of the (n1, 1) and (1, n2) variances, not per entry.
+  norm = safe_sqrt(q11) * safe_sqrt(q22)
   safe = jnp.where(norm > 0, norm, 1.0)
   rho = jnp.clip(jnp.where(norm > 0, q12 / safe, 0.0), -1.0, 1.0)
+  rho = jnp.where(jnp.abs(rho) > 1.0 - 4 * float(jnp.finfo(rho.dtype).eps), jnp.sign(rho), rho)
   theta = _acos_f32(rho)
   return theta, norm * safe_sqrt(1.0 - rho * rho)
 
