@@ -56,6 +56,11 @@ jax.tree_util.register_dataclass(
     meta_fields=["width", "is_gaussian", "source", "x1_is_x2", "diagonal"])
 
 
+def diagonal_mask(n: int) -> jax.Array:
+  """(n, n) boolean mask of the diagonal, built from iotas so that it fuses into consumers."""
+  return jnp.arange(n)[:, None] == jnp.arange(n)[None, :]
+
+
 def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
                  diagonal: bool = False, covs: Optional[dict] = None) -> Kernel:
   """Kernel of the raw inputs: per-feature second moments x1 x2^T / d (Lee et al. 2018, eq. 5)."""
@@ -68,9 +73,7 @@ def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
   if x2 is None:
     nngp = x1 @ x1.T / d
     # Same rounding on the diagonal as cov1, so a point's correlation with itself is exactly 1.
-    n = nngp.shape[0]
-    on_diag = jnp.arange(n)[:, None] == jnp.arange(n)[None, :]  # fuses into consumers
-    nngp = jnp.where(on_diag, cov1[:, None], nngp)
+    nngp = jnp.where(diagonal_mask(nngp.shape[0]), cov1[:, None], nngp)
   else:
     nngp = x1 @ x2.T / d
   ntk = jnp.zeros((), nngp.dtype) if compute_ntk else None  # broadcasts; no (n1, n2) pass

@@ -16,13 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
+from kernels.kernel import diagonal_mask
 from kernels.stax.layer import Layer
 
 _PI = math.pi
-
-
-def _outer(a, b):
-  return a[:, None] * b[None, :]
 
 
 class Elementwise(Layer):
@@ -58,8 +55,7 @@ class Elementwise(Layer):
     if k.x1_is_x2:
       # A point with itself has correlation exactly 1: use the diagonal formulas there
       # (rounding of ulp size would otherwise be amplified by the square roots).
-      n = nngp.shape[0]
-      on_diag = jnp.arange(n)[:, None] == jnp.arange(n)[None, :]
+      on_diag = diagonal_mask(nngp.shape[0])
       nngp = jnp.where(on_diag, cov1[:, None], nngp)
       dot = None if dot is None else jnp.where(on_diag, dot1[:, None], dot)
       cov2 = cov1
@@ -118,8 +114,7 @@ def correlation_angle(q11, q12, q22):
   expressions (theta = 0 exactly for identical inputs); in float32 a vectorisable
   polynomial arccos of the clipped correlation, accurate to float32 rounding.
   """
-  prod = q11 * q22
-  if jnp.result_type(prod) == jnp.float64:
+  if jnp.result_type(q12) == jnp.float64:
     cross = safe_sqrt(gram_det(q11, q12, q22))
     both_zero = (cross == 0) & (q12 == 0)
     theta = jnp.where(both_zero, _PI / 2, jnp.arctan2(cross, jnp.where(both_zero, 1.0, q12)))
