@@ -70,11 +70,13 @@ def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
   static = dict(width=d, is_gaussian=False, source="input", x1_is_x2=x2 is None)
   if diagonal:
     return Kernel(nngp=cov1, ntk=None, cov1=cov1, cov2=cov2, covs={}, diagonal=True, **static)
+  # Times 1/d, not divided by d: a division per entry would end the fused loop of
+  # the (n1, n2) pass that follows (see kernels.stax.layer.one_loop).
   if x2 is None:
-    nngp = x1 @ x1.T / d
+    nngp = (x1 @ x1.T) * (1.0 / d)
     # Same rounding on the diagonal as cov1, so a point's correlation with itself is exactly 1.
     nngp = jnp.where(diagonal_mask(nngp.shape[0]), cov1[:, None], nngp)
   else:
-    nngp = x1 @ x2.T / d
+    nngp = (x1 @ x2.T) * (1.0 / d)
   ntk = jnp.zeros((), nngp.dtype) if compute_ntk else None  # broadcasts; no (n1, n2) pass
   return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, covs=covs, **static)

@@ -42,25 +42,29 @@ class Elementwise(Layer):
     if not k.is_gaussian:
       raise ValueError(f"{self.name} has a kernel only on Gaussian pre-activations: put a Dense "
                        "layer before it (its input is the raw data or another nonlinearity).")
-    if k.diagonal:  # variances only; remember this layer's input variances
-      cov1 = self.dual(k.cov1, k.cov1, k.cov1, False)[0]
-      cov2 = cov1 if k.x1_is_x2 else self.dual(k.cov2, k.cov2, k.cov2, False)[0]
+    if k.diagonal:  # vectors only: this layer's input variances, output variances, dots
+      side1 = (k.cov1,) + self.dual(k.cov1, k.cov1, k.cov1, True)
+      side2 = side1 if k.x1_is_x2 else (k.cov2,) + self.dual(k.cov2, k.cov2, k.cov2, True)
       covs = dict(k.covs or {})
-      covs[path] = (k.cov1, k.cov2)
-      return k.replace(nngp=cov1, cov1=cov1, cov2=cov2, covs=covs, is_gaussian=False)
-    q1, q2 = k.covs[path] if (k.covs and path in k.covs) else (k.cov1, k.cov2)
+      covs[path] = (side1, side2)
+      return k.replace(nngp=side1[1], cov1=side1[1], cov2=side2[1], covs=covs,
+                       is_gaussian=False)
+    if k.covs and path in k.covs:
+      # Read, not recomputed: the compiler would otherwise redo this vector work
+      # inside the (n1, n2) loop, once per entry.
+      (q1, cov1, dot1), (q2, cov2, _) = k.covs[path]
+    else:
+      q1, q2 = k.cov1, k.cov2
+      cov1, dot1 = self.dual(q1, q1, q1, True)
+      cov2 = cov1 if k.x1_is_x2 else self.dual(q2, q2, q2, False)[0]
     need_dot = k.ntk is not None
     nngp, dot = self.dual(q1[:, None], snap_correlation(q1, k.nngp, q2), q2[None, :], need_dot)
-    cov1, dot1 = self.dual(q1, q1, q1, need_dot)
     if k.x1_is_x2:
       # A point with itself has correlation exactly 1: use the diagonal formulas there
       # (rounding of ulp size would otherwise be amplified by the square roots).
       on_diag = diagonal_mask(nngp.shape[0])
       nngp = jnp.where(on_diag, cov1[:, None], nngp)
       dot = None if dot is None else jnp.where(on_diag, dot1[:, None], dot)
-      cov2 = cov1
-    else:
-      cov2 = self.dual(q2, q2, q2, False)[0]
     ntk = None if k.ntk is None else k.ntk * dot
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 
@@ -119,14 +123,16 @@ def correlation_angle(q11, q12, q22):
     both_zero = (cross == 0) & (q12 == 0)
     theta = jnp.where(both_zero, _PI / 2, jnp.arctan2(cross, jnp.where(both_zero, 1.0, q12)))
     return theta, cross
-  # The same norm as snap_correlation's, so snapped entries have rho exactly +-1; the
-  # square roots are of the (n1, 1) and (1, n2) variances, not per entry.
-  norm = safe_sqrt(q11) * safe_sqrt(q22)
-  safe = jnp.where(norm > 0, norm, 1.0)
-  rho = jnp.clip(jnp.where(norm > 0, q12 / safe, 0.0), -1.0, 1.0)
+  # The same norm as snap_correlation's. Square roots and reciprocals are of the
+  # (n1, 1) and (1, n2) variances; per entry there are multiplies and two square
+  # roots, and no division, so the compiler fuses the whole network into one loop.
+  s1, s2 = safe_sqrt(q11), safe_sqrt(q22)
+  inv1 = jnp.where(s1 > 0, 1.0 / jnp.where(s1 > 0, s1, 1.0), 0.0)
+  inv2 = jnp.where(s2 > 0, 1.0 / jnp.where(s2 > 0, s2, 1.0), 0.0)
+  rho = jnp.clip(q12 * inv1 * inv2, -1.0, 1.0)
   rho = jnp.where(jnp.abs(rho) > 1.0 - 4 * float(jnp.finfo(rho.dtype).eps), jnp.sign(rho), rho)
   theta = _acos_f32(rho)
-  return theta, norm * safe_sqrt(1.0 - rho * rho)
+  return theta, (s1 * s2) * safe_sqrt(1.0 - rho * rho)
 
 
 def snap_correlation(q1, q12, q2):
