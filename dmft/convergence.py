@@ -111,6 +111,53 @@ def measure(ensembles: Sequence[ens_lib.EnsembleResult],
   return WidthConvergence(widths=widths, exponents=exponents, **arrays)
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitBias:
+  """The finite-width bias of the loss from split pairs (`ensembles.train_split_pairs`).
+
+  Per width N (arrays aligned with `widths`):
+    difference: mean over pairs and time of (loss_a + loss_b) / 2 - loss_union,
+      an estimate of bias(N) - bias(2N) (bias(N) / 2 when bias ~ 1/N).
+    stderr: its standard error over pairs.
+  exponent: (slope, stderr) of the power-law fit in N (theory: -1).
+  """
+  widths: np.ndarray
+  difference: np.ndarray
+  stderr: np.ndarray
+  exponent: tuple
+
+  def as_dict(self):
+    return dict(widths=self.widths.tolist(), difference=self.difference.tolist(),
+                stderr=self.stderr.tolist(),
+                exponent=dict(slope=self.exponent[0], stderr=self.exponent[1]))
+
+  def report(self) -> str:
+    lines = ["width  bias(N)-bias(2N)  stderr"]
+    for n, d, e in zip(self.widths, self.difference, self.stderr):
+      lines.append(f"{int(n):5d}  {d:+.3e}        {e:.1e}")
+    lines.append(f"fitted exponent (theory -1): {self.exponent[0]:+.3f} +/- "
+                 f"{self.exponent[1]:.3f}")
+    return "\n".join(lines)
+
+
+def measure_split_bias(pairs: Sequence[ens_lib.SplitPairs]) -> SplitBias:
+  """Bias differences bias(N) - bias(2N) per width and their exponent in N.
+
+  Bordelon and Pehlevan (2023), Eq. (3): the ensemble-mean loss deviates from the
+  DMFT by O(1/N), so the differences fall as N^-1.
+  """
+  widths = np.asarray([p.width for p in pairs])
+  per_pair = [p.difference.mean(axis=1) for p in pairs]
+  diff = np.asarray([d.mean() for d in per_pair])
+  err = np.asarray([d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else np.nan
+                    for d in per_pair])
+  exponent = (np.nan, np.nan)
+  if len(widths) >= 2 and np.all(diff > 0):
+    s, _, se = fit_power_law(widths, diff)
+    exponent = (s, se)
+  return SplitBias(widths=widths, difference=diff, stderr=err, exponent=exponent)
+
+
 def kernel_alignment(kernel, y):
   """Centred-free kernel-target alignment y^T K y / (|K|_F |y|^2).
 

@@ -29,8 +29,11 @@ def theory_vs_width(theory, ensembles, path):
   plt.close(fig)
 
 
-def width_scaling(conv, path):
-  """Distances to the DMFT against width with fitted power laws."""
+def width_scaling(conv, path, split=None):
+  """Distances to the DMFT against width with fitted power laws.
+
+  `split` (a `convergence.SplitBias`) adds the split-pair bias differences.
+  """
   fig, ax = plt.subplots(figsize=(5, 3.6))
   for name, marker in (("loss_spread", "o"), ("f_msd", "s"),
                        ("loss_bias", "^"), ("ntk_spread", "d")):
@@ -40,6 +43,12 @@ def width_scaling(conv, path):
       s, c, _ = convergence.fit_power_law(conv.widths, v)
       ax.loglog(conv.widths, c * conv.widths ** s, "-", lw=0.8,
                 label=f"  slope {s:+.2f}")
+  if split is not None and np.all(split.difference > 0):
+    ax.errorbar(split.widths, split.difference, yerr=split.stderr, fmt="v",
+                ms=4, label="bias(N) - bias(2N), split pairs")
+    s, c, _ = convergence.fit_power_law(split.widths, split.difference)
+    ax.loglog(split.widths, c * split.widths ** s, "-", lw=0.8,
+              label=f"  slope {s:+.2f}")
   ax.set_xlabel("width N")
   ax.legend(fontsize=6)
   io.save_figure(fig, path)

@@ -21,6 +21,7 @@ def _config():
   c.seed = 0
   c.widths = [32, 64]
   c.n_seeds = 2
+  c.split_pairs = 3
   c.gamma_sweep = [0.1, 1.0]
   c.sweep_samples = 1024
   return c
@@ -34,7 +35,8 @@ def test_run_writes_folder_and_resumes(tmp_path):
     assert os.path.exists(os.path.join(out, name)), name
   with open(os.path.join(out, "metrics.jsonl")) as f:
     stages = [json.loads(line)["stage"] for line in f]
-  assert {"dmft", "width_32", "width_64", "convergence"} <= set(stages)
+  assert {"dmft", "width_32", "width_64", "convergence", "split_32", "split_64",
+          "split_bias"} <= set(stages)
   # Remove one stage's cache: a rerun recomputes only that stage.
   os.remove(os.path.join(out, "cache", "width_64.npz"))
   before = os.path.getmtime(os.path.join(out, "cache", "dmft.npz"))
