@@ -57,6 +57,20 @@ def initial_kernels(activation, x_all, n_train, w_std=1.0, readout_std=1.0):
   return phi0, g0, ntk0
 
 
+@functools.partial(jax.jit, static_argnames=("act", "n_half"))
+def _initial_state(x_all, key, w_std, readout_std, *, act, n_half):
+  """Exact t=0 kernels and the sampled initial weights, as one compiled program.
+
+  (Run op by op, the dozens of small kernel and sampling operations each
+  compiled separately and dominated a first call.)
+  """
+  phi0, g0, ntk0 = initial_kernels(act, x_all, None, w_std, readout_std)
+  ka, kw = jax.random.split(key)
+  a_half = jax.random.normal(ka, (n_half,), x_all.dtype)
+  w_half = jax.random.normal(kw, (n_half, x_all.shape[1]), x_all.dtype)
+  return phi0, g0, ntk0, a_half, w_half
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("act", "steps", "n_train", "t_index", "march"))
@@ -285,12 +299,9 @@ def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
   if method not in ("march", "iterate"):
     raise ValueError(f"method must be 'march' or 'iterate', got {method!r}")
 
-  phi0, g0, ntk0 = initial_kernels(act, x_all, p, w_std, readout_std)
+  phi0, g0, ntk0, a_half, w_half = _initial_state(
+      x_all, key, w_std, readout_std, act=act, n_half=(n_samples + 1) // 2)
   lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
-  n_half = (n_samples + 1) // 2
-  ka, kw = jax.random.split(key)
-  a_half = jax.random.normal(ka, (n_half,), dtype)
-  w_half = jax.random.normal(kw, (n_half, x.shape[1]), dtype)
   out = _solve(x_all, yy, ntk0, a_half, w_half, act=act, gamma0=gamma0, lr=lr,
                steps=steps, n_train=p,
                damping=damping, tol=tol, max_iterations=max_iterations,
