@@ -1,7 +1,8 @@
 """neural-tangents 0.6.5 side of the fixtures and benchmarks; runs in the reference environment.
 
 Executed by the reference python (see `benchmarks.reference_env`), never imported
-by the project: it imports only neural-tangents, JAX and numpy.
+by the project: it imports only neural-tangents, JAX, numpy and the pure-Python
+`layer_specs` beside it.
 
   python benchmarks/nt_reference.py fixture --out tests/fixtures/nt_reference.json
   (or, from the main environment, ``python -m benchmarks.reference_env fixture``)
@@ -33,6 +34,8 @@ import numpy as np  # noqa: E402
 import neural_tangents as nt  # noqa: E402
 from neural_tangents import stax  # noqa: E402
 
+import layer_specs  # noqa: E402  (benchmarks/layer_specs.py, beside this script)
+
 REPLY_PREFIX = "@@reply "
 FIXTURE_SEED = 20240611
 N1, N2, D = 6, 5, 7
@@ -45,17 +48,7 @@ _FUNCTIONS = {"tanh": jnp.tanh, "sin": jnp.sin}
 
 def build(spec):
   """Builds a neural_tangents.stax network from a list of layer specs."""
-  return stax.serial(*[_layer(name, arg) for name, arg in spec])
-
-
-def _layer(name, arg):
-  if name == "serial":
-    return build(arg)
-  if name == "parallel":
-    return stax.parallel(*[build(s) for s in arg])
-  if name == "ElementwiseNumerical":
-    return stax.ElementwiseNumerical(_FUNCTIONS[arg["fn"]], deg=arg["deg"])
-  return getattr(stax, name)(**arg)
+  return layer_specs.build(spec, stax, _FUNCTIONS)
 
 
 # ----------------------------------------------------------------------------

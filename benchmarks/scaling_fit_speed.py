@@ -35,7 +35,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 CSV = HERE.parent.parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
 
 
-def _numpy_objective(theta, log_n, log_d, log_loss, delta):
+def numpy_objective(theta, log_n, log_d, log_loss, delta):
   """Value and exact gradient of the approach-3 objective (divided by delta)."""
   a, b, e, alpha, beta = theta
   t1 = np.exp(np.minimum(a - alpha * log_n, 700.0))
@@ -55,7 +55,7 @@ def scipy_grid(grid, log_n, log_d, log_loss, delta):
   best = (np.inf, None)
   values = []
   for x0 in grid:
-    res = optimize.minimize(_numpy_objective, x0, jac=True, method="L-BFGS-B",
+    res = optimize.minimize(numpy_objective, x0, jac=True, method="L-BFGS-B",
                             args=(log_n, log_d, log_loss, delta),
                             options=dict(maxiter=500, ftol=chinchilla.FTOL,
                                          gtol=chinchilla.GTOL))

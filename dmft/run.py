@@ -69,7 +69,7 @@ def run(cfg, out):
 
   x, y, xt, yt = data_lib.synthetic(**cfg.data.to_dict())
   depth = 1 if cfg.solver == "two_layer" else cfg.depth
-  split_pairs = cfg.get("split_pairs", 0) if depth == 1 and cfg.solver == "two_layer" else 0
+  split_pairs = cfg.get("split_pairs", 0) if cfg.solver == "two_layer" else 0
   stages = ["dmft"] + [f"width_{n}" for n in cfg.widths] + [
       f"split_{n}" for n in (cfg.widths if split_pairs else [])] + [
       f"gamma_{g:g}" for g in cfg.gamma_sweep]

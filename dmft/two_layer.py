@@ -39,7 +39,7 @@ def _kernel_time_index(steps, kernel_times):
       np.int32))
 
 
-def initial_kernels(activation, x_all, n_train, w_std=1.0, readout_std=1.0):
+def initial_kernels(activation, x_all, w_std=1.0, readout_std=1.0):
   """Exact t=0 kernels of the two-layer network on all points.
 
   Bordelon and Pehlevan (2022), Eq. (5) at t = 0: Phi = E phi phi,
@@ -48,7 +48,6 @@ def initial_kernels(activation, x_all, n_train, w_std=1.0, readout_std=1.0):
   Returns:
     (phi0, g0, ntk0): each (Q, Q) over all Q points (train first).
   """
-  del n_train
   act = act_lib.get(activation)
   kx = x_all @ x_all.T / x_all.shape[1]
   phi0, dphi0 = act_lib.gaussian_kernels(act, w_std ** 2 * kx)
@@ -64,7 +63,7 @@ def _initial_state(x_all, key, w_std, readout_std, *, act, n_half):
   (Run op by op, the dozens of small kernel and sampling operations each
   compiled separately and dominated a first call.)
   """
-  phi0, g0, ntk0 = initial_kernels(act, x_all, None, w_std, readout_std)
+  phi0, g0, ntk0 = initial_kernels(act, x_all, w_std, readout_std)
   ka, kw = jax.random.split(key)
   a_half = jax.random.normal(ka, (n_half,), x_all.dtype)
   w_half = jax.random.normal(kw, (n_half, x_all.shape[1]), x_all.dtype)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks import layer_specs
 from kernels import stax
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "nt_reference.json"
@@ -27,17 +28,7 @@ def _load():
 
 def build(spec):
   """Builds a kernels.stax network from a list of ``[name, arguments]`` layer specs."""
-  return stax.serial(*[_layer(name, arg) for name, arg in spec])
-
-
-def _layer(name, arg):
-  if name == "serial":
-    return build(arg)
-  if name == "parallel":
-    return stax.parallel(*[build(s) for s in arg])
-  if name == "ElementwiseNumerical":
-    return stax.ElementwiseNumerical(_FUNCTIONS[arg["fn"]], deg=arg["deg"])
-  return getattr(stax, name)(**arg)
+  return layer_specs.build(spec, stax, _FUNCTIONS)
 
 
 def _array(rows):

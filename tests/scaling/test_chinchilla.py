@@ -6,6 +6,7 @@ import pytest
 from scipy import optimize
 
 import scaling
+from benchmarks import scaling_fit_speed
 from scaling import chinchilla
 from scaling import data
 
@@ -63,27 +64,13 @@ def test_real_data_inside_published_intervals(shared_data):
   assert fit.beta == pytest.approx(0.3658, abs=0.005)
 
 
-def _scipy_fg(theta, ln, ld, ll, delta):
-  a, b, e, al, be = theta
-  t1 = np.exp(np.minimum(a - al * ln, 700.0))
-  t2 = np.exp(np.minimum(b - be * ld, 700.0))
-  t3 = np.exp(min(e, 700.0))
-  s = t1 + t2 + t3
-  r = np.log(s) - ll
-  h = np.where(np.abs(r) <= delta, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta))
-  dh = np.clip(r, -delta, delta) / s
-  g = [np.sum(dh * t1), np.sum(dh * t2), np.sum(dh * t3),
-       -np.sum(dh * t1 * ln), -np.sum(dh * t2 * ld)]
-  return h.sum() / delta, np.asarray(g) / delta
-
-
 def test_vmapped_grid_matches_scipy_lbfgsb():
   runs = data.synthetic_runs(TRUE, num_sizes=12, num_per_size=20, noise=0.01,
                              seed=3)
   grid = chinchilla.hoffmann_grid()[::150]  # 30 starts
   fit = scaling.fit_chinchilla(runs.N, runs.D, runs.loss, grid=grid)
   logs = (np.log(runs.N), np.log(runs.D), np.log(runs.loss), 1e-3)
-  best = min((optimize.minimize(_scipy_fg, x0, jac=True, method="L-BFGS-B",
+  best = min((optimize.minimize(scaling_fit_speed.numpy_objective, x0, jac=True, method="L-BFGS-B",
                                 args=logs) for x0 in grid),
              key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
   print("jax objective", fit.objective, "scipy objective", best.fun * 1e-3)
