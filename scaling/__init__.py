@@ -16,8 +16,8 @@ from scaling.learning_curve import learning_curve
 from scaling.learning_curve import LearningCurve
 from scaling.learning_curve import solve_kappa
 from scaling.lbfgs import minimize_many
-from scaling.plrf import plrf_compute_optimal
-from scaling.plrf import plrf_phase
+from scaling.plrf_phases import plrf_compute_optimal
+from scaling.plrf_phases import plrf_phase
 from scaling.power_law import fit_power_law
 from scaling.power_law import PowerLawFit
 from scaling.sphere import dot_product_spectrum

@@ -18,26 +18,16 @@ P* = P(theta*), the expected loss given W obeys, for Gaussian data, exactly
   P(r) = P* + sum_j lambda_j c_j(r) / 2,    c_j(0) = <u_j, theta*>^2,
 
 the discrete form of the paper's Volterra equation (Sec. 2: loss = forcing
-function + kernel convolution with the loss). It is solved by a jitted scan.
+function + kernel convolution with the loss). `theory_loss_curve` runs it
+step by step (a jitted scan); `theory_loss_curve_log` integrates it in
+geometrically growing chunks (O(d log r) work), which is what makes large-d
+compute-optimal frontiers affordable (scaling/plrf_frontier.py).
+`simulate_sgd` runs the SGD itself, vmapped over seeds.
 
-Phases and compute-optimal exponents (for 2 alpha > 1) follow from the
-large-d asymptotics of the forcing and kernel functions in the paper's
-Table 1: F_pp(r) ~ (gamma r)^{-(1 + beta/alpha) + 1/(2 alpha)} (gradient
-descent on the population), F_ac(r) ~ d^{-1} (gamma r)^{-1 + 1/(2 alpha)}
-(feature embedding, present when 2 beta > 1), F_0 ~ d^{-2 alpha +
-max(0, 1 - 2 beta)} (model capacity) and the SGD-noise term
-K_pp(r) ~ (gamma r)^{-2 + 1/(2 alpha)}. Minimising their sum at fixed f = r d
-gives (Paquette et al. 2024, Sec. 3, Table 2):
-
-  Phase Ia  (2 beta < 1):            d* ~ f^{1/(2 alpha + 1)},
-            loss ~ f^{-(2 alpha + 2 beta - 1)/(2 alpha + 1)}   (F_pp vs F_0)
-  Phase II  (2 beta > 1, beta < alpha): d* ~ f^{beta/(alpha + beta)},
-            loss ~ f^{-(2 alpha + 2 beta - 1)/(2 (alpha + beta))} (F_pp vs F_ac)
-  Phase III (beta > alpha, 2 beta > 1): d* ~ f^{1/2},
-            loss ~ f^{-(1 - 1/(4 alpha))}                      (K_pp vs F_ac)
-
-The phases with 2 alpha < 1 (Ib, Ic, IVa, IVb), where the learning rate must
-shrink with d, are not implemented here.
+The default learning rate is 0.5 B / ((B + 1) tr K), with tr K ~
+v^{1 - 2 alpha} when 2 alpha < 1, so there gamma shrinks like d^{2 alpha - 1}
+for v ~ d, as the phases below the high-dimensional line require. The phase
+diagram and the asymptotic exponents are in scaling/plrf_phases.py.
 """
 import dataclasses
 import functools
@@ -46,6 +36,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from scaling.plrf_phases import check_alpha_beta
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,20 +63,10 @@ class PLRFProblem:
     return 0.5 * np.sum(r**2 * self.D, axis=-1)
 
 
-def _check_alpha_beta(alpha, beta):
-  if not (np.isfinite(alpha) and np.isfinite(beta)):
-    raise ValueError("`alpha` and `beta` must be finite.")
-  if alpha <= 0.25:
-    raise ValueError(f"`alpha` must be > 1/4, got {alpha}.")
-  if 2 * alpha + 2 * beta <= 1:
-    raise ValueError("the loss is infinite unless 2 alpha + 2 beta > 1; got "
-                     f"alpha={alpha}, beta={beta}.")
-
-
 def make_problem(alpha: float, beta: float, d: int, v: int, seed: int = 0
                  ) -> PLRFProblem:
   """Draws W and sets up D, b, K's eigendecomposition, theta* and P*."""
-  _check_alpha_beta(alpha, beta)
+  check_alpha_beta(alpha, beta)
   if not (isinstance(d, (int, np.integer)) and d >= 1):
     raise ValueError(f"`d` must be a positive int, got {d!r}.")
   if not (isinstance(v, (int, np.integer)) and v >= d):
@@ -156,6 +138,88 @@ def _scan_records(lam, c0, mult, forcing, loss_star, every, num_records):
   return jnp.concatenate([loss_of(c0)[None], losses])
 
 
+def _chunk_schedule(steps: int, growth: float) -> np.ndarray:
+  """Chunk lengths 1, 1, ..., then about `growth` times the elapsed steps."""
+  sizes, r = [], 0
+  while r < steps:
+    m = min(max(1, int(growth * r)), steps - r)
+    sizes.append(m)
+    r += m
+  return np.asarray(sizes, np.float64)
+
+
+def theory_loss_curve_log(problem: PLRFProblem, steps: int, *, batch: int = 1,
+                          learning_rate: float = None, growth: float = 0.05,
+                          sgd_noise: bool = True) -> tuple:
+  """The loss recursion of `theory_loss_curve` on a geometric grid of steps.
+
+  Paquette et al. 2024, Sec. 2 (Volterra equation), integrated in chunks of
+  m ~ growth * r steps: within a chunk each mode's linear map is applied
+  exactly (M^m and its geometric sums) and the loss P is taken linear in the
+  step, so the chunk is one closed-form update with P at its end solved from
+  a scalar linear equation. Cost O(d log(steps) / growth) instead of
+  O(d steps); the error is second order in `growth` (tests compare it with
+  the exact recursion). With `sgd_noise=False` the gradient noise is
+  dropped (c_j(r+1) = (1 - gamma lambda_j)^2 c_j(r), the paper's forcing
+  function alone: population gradient descent), which isolates the SGD-noise
+  part of the loss as the difference of the two curves.
+
+  Returns (record_steps, loss) at step 0 and at every chunk end.
+  """
+  if steps < 1 or not 0 < growth <= 0.5:
+    raise ValueError("`steps` must be >= 1 and 0 < `growth` <= 0.5.")
+  gamma = learning_rate or default_learning_rate(problem, batch)
+  sizes = _chunk_schedule(int(steps), growth)
+  with jax.enable_x64(True):
+    lam = jnp.asarray(problem.eigenvalues)
+    c0 = jnp.asarray((problem.eigenvectors.T @ problem.theta_star)**2)
+    gl = gamma * lam
+    noise = 1 / batch if sgd_noise else 0.0
+    one_minus = gl * (2 - gl * (1 + noise))       # 1 - M, exactly
+    # The loss stays bounded iff the Volterra kernel's total mass is < 1.
+    mass = float(jnp.sum(jnp.where(one_minus > 0, gamma**2 * lam**2 * noise
+                                   / jnp.where(one_minus > 0, one_minus, 1),
+                                   0.0)))
+    if mass >= 1 or bool(jnp.any((one_minus <= 0) & (lam > 0))):
+      raise ValueError(f"learning rate {gamma} makes the loss diverge "
+                       f"(kernel mass {mass:.3f} >= 1).")
+    out = _chunked_records(lam, c0, one_minus, gamma**2 * lam * noise,
+                           jnp.asarray(problem.loss_star), jnp.asarray(sizes))
+  rec = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+  return rec, np.asarray(out)
+
+
+@jax.jit
+def _chunked_records(lam, c0, one_minus, forcing, loss_star, sizes):
+  """Runs the chunked recursion; returns P at step 0 and each chunk end."""
+  a = -jnp.log1p(-one_minus)               # M = exp(-a); a = 0 for lambda = 0
+  safe = jnp.where(one_minus > 0, one_minus, 1.0)
+
+  def loss_of(c):
+    return loss_star + 0.5 * jnp.sum(lam * c)
+
+  def chunk(state, m):
+    c, p0 = state
+    mm = jnp.exp(-m * a)                   # M^m
+    s = jnp.where(one_minus > 0, -jnp.expm1(-m * a) / safe, m)  # sum M^k
+    ma = m * a
+    # Mean of k under weights M^k, k < m (series where it cancels).
+    mean_k = jnp.where(
+        ma < 1e-3, (m - 1) / 2 - (m * m - 1) * a / 12,
+        1 / jnp.expm1(jnp.maximum(a, 1e-300)) - m / jnp.expm1(
+            jnp.maximum(ma, 1e-300)))
+    w = ((m - 1) - mean_k) / m             # weight of the chunk-end loss
+    base = mm * c + 2 * forcing * s * (1 - w) * p0
+    gain = 2 * forcing * s * w
+    p1 = loss_of(base) / (1 - 0.5 * jnp.sum(lam * gain))
+    c = base + gain * p1
+    return (c, p1), p1
+
+  p0 = loss_of(c0)
+  _, losses = jax.lax.scan(chunk, (c0, p0), sizes)
+  return jnp.concatenate([p0[None], losses])
+
+
 def simulate_sgd(problem: PLRFProblem, steps: int, *, batch: int = 1,
                  learning_rate: float = None, num_records: int = 100,
                  seeds: Sequence[int] = (0, 1, 2, 3)) -> tuple:
@@ -198,69 +262,3 @@ def simulate_sgd(problem: PLRFProblem, steps: int, *, batch: int = 1,
     losses = jax.jit(jax.vmap(lambda k: run(jax.random.wrap_key_data(k))))(
         keys)
   return np.arange(num_records + 1) * every, np.asarray(losses)
-
-
-def plrf_phase(alpha: float, beta: float) -> str:
-  """Phase of (alpha, beta); Paquette et al. 2024, Fig. 2 (phase diagram), for 2 alpha > 1."""
-  _check_alpha_beta(alpha, beta)
-  if 2 * alpha <= 1:
-    raise NotImplementedError(
-        "phases with 2 alpha <= 1 (Ib, Ic, IVa, IVb) are not implemented; got "
-        f"alpha={alpha}.")
-  if 2 * beta < 1:
-    return "Ia"
-  if beta < alpha:
-    return "II"
-  return "III"
-
-
-def plrf_compute_optimal(alpha: float, beta: float) -> dict:
-  """Phase and compute-optimal exponents of PLRF; Paquette et al. 2024, Table 2.
-
-  Returns:
-    {"phase": str, "d_exponent": xi, "loss_exponent": eta} with
-    d* ~ f^xi and loss(f, d*) ~ f^-eta for compute f.
-  """
-  phase = plrf_phase(alpha, beta)
-  if phase == "Ia":
-    xi = 1 / (2 * alpha + 1)
-    eta = (2 * alpha + 2 * beta - 1) / (2 * alpha + 1)
-  elif phase == "II":
-    xi = beta / (alpha + beta)
-    eta = (2 * alpha + 2 * beta - 1) / (2 * (alpha + beta))
-  else:
-    xi = 0.5
-    eta = 1 - 1 / (4 * alpha)
-  return {"phase": phase, "d_exponent": float(xi), "loss_exponent": float(eta)}
-
-
-def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
-                            v: int, max_flops: float, num_records: int = 200,
-                            seed: int = 0) -> dict:
-  """Compute-optimal d*(f) and loss*(f) read off theory curves at several d.
-
-  For each d the theory loss curve is computed up to f = max_flops (f = r d,
-  B = 1); on a log grid of f, d* is the d of lowest loss. Returns the grid,
-  d*, loss* and least-squares exponents over the f range where d* is
-  interior to `ds`.
-  """
-  curves = []
-  for d in ds:
-    prob = make_problem(alpha, beta, int(d), v, seed)
-    steps = int(max_flops // d)
-    rec, loss = theory_loss_curve(prob, steps, num_records=num_records)
-    curves.append((d, rec[1:] * d, loss[1:]))
-  f_lo = max(c[1][0] for c in curves)
-  fs = np.geomspace(f_lo, max_flops * 0.99, 40)
-  table = np.stack([np.interp(np.log(fs), np.log(c[1]), c[2]) for c in curves])
-  best = np.argmin(table, axis=0)
-  d_star = np.asarray(ds, np.float64)[best]
-  loss_star = table[best, np.arange(len(fs))]
-  interior = (best > 0) & (best < len(ds) - 1)
-  out = dict(flops=fs, d_star=d_star, loss_star=loss_star, interior=interior)
-  if interior.sum() >= 3:
-    out["d_exponent"] = float(np.polyfit(np.log(fs[interior]),
-                                         np.log(d_star[interior]), 1)[0])
-    out["loss_exponent"] = float(-np.polyfit(np.log(fs[interior]),
-                                             np.log(loss_star[interior]), 1)[0])
-  return out
