@@ -76,6 +76,10 @@ def plrf_phase(alpha: float, beta: float) -> str:
 def plrf_compute_optimal(alpha: float, beta: float) -> dict:
   """Phase and compute-optimal exponents of PLRF; Paquette et al. 2024, Table 2.
 
+  Ia, II, III and Ib follow the paper's balances; the Ic, IVa and IVb
+  exponents and the IVa/IVb boundary are derived in this module's docstring
+  from the same loss terms (tests check continuity across all boundaries).
+
   Returns:
     {"phase": str, "d_exponent": xi, "loss_exponent": eta} with
     d* ~ f^xi and loss(f, d*) ~ f^-eta for compute f (batch 1, learning rate

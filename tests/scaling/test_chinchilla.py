@@ -15,11 +15,12 @@ TRUE = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
 # Besiroglu, Erdil, Barnett and You 2024, "Chinchilla Scaling: A replication
 # attempt" (arXiv:2404.10102), Table 1: their approach-3 estimates on the 240
 # kept runs, with standard errors from 4000 bootstrap resamples in
-# parentheses: A = 482.01 (124.58), B = 2085.43 (1293.23), E = 1.82 (0.03),
-# alpha = 0.35 (0.02), beta = 0.37 (0.02). The 95% intervals below are
-# estimate +- 1.96 standard errors (B's lower end clipped at 0).
-PUBLISHED = dict(A=(482.01, 124.58), B=(2085.43, 1293.23), E=(1.82, 0.03),
-                 alpha=(0.35, 0.02), beta=(0.37, 0.02))
+# parentheses: A = 482.01 (124.58), B = 2085.43 (1293.23), E = 1.8172 (0.03),
+# alpha = 0.3478 (0.02), beta = 0.3658 (0.02), so a = beta/(alpha + beta) =
+# 0.5126. The 95% intervals below are estimate +- 1.96 standard errors (B's
+# lower end clipped at 0).
+PUBLISHED = dict(A=(482.01, 124.58), B=(2085.43, 1293.23), E=(1.8172, 0.03),
+                 alpha=(0.3478, 0.02), beta=(0.3658, 0.02))
 
 
 def _interval(name):
@@ -59,9 +60,10 @@ def test_real_data_inside_published_intervals(shared_data):
     lo, hi = _interval(name)
     assert lo <= getattr(fit, name) <= hi, (name, getattr(fit, name), lo, hi)
   # Point estimates themselves agree closely with the replication's.
-  assert fit.E == pytest.approx(1.82, abs=0.01)
+  assert fit.E == pytest.approx(1.8172, abs=0.005)
   assert fit.alpha == pytest.approx(0.3478, abs=0.005)
   assert fit.beta == pytest.approx(0.3658, abs=0.005)
+  assert fit.a == pytest.approx(0.5126, abs=0.005)
 
 
 def test_vmapped_grid_matches_scipy_lbfgsb():
