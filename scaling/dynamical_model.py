@@ -18,14 +18,32 @@ P^{-(a-1)} when data does. At compute C = N t (data unlimited) the optimum
 balances t^{-(a-1)/b} with N^{-(a-1)}: t ~ N^b, N* ~ C^{1/(1+b)},
 t* ~ C^{b/(1+b)} and L* ~ C^{-(a-1)/(1+b)} (Bordelon et al. 2024, Sec. 5).
 
+Each bottleneck also has an exact limit, which the bottleneck form matches
+only up to an O(1) factor (about 2 in the model-limited regime at a = b = 1.5):
+
+  time-limited  (N, P -> inf):  sum_k k^{-a} exp(-2 lambda_k t);
+  model-limited (t, P -> inf):  sum_k k^{-a} kappa / (lambda_k + kappa),
+                                sum_k lambda_k / (lambda_k + kappa) = N,
+      the deterministic equivalent of the projection onto A's row space
+      (Bach 2024, "High-dimensional analysis of double descent for linear
+      regression with random projections"), times (P - 1)/(P - N - 1) for
+      P > N + 1 samples (least squares on N Gaussian features with an
+      independent Gaussian residual, exact in expectation);
+  data-limited  (t, N -> inf):  ridgeless kernel regression on P samples,
+      `scaling.learning_curve` (Bordelon, Canatar and Pehlevan 2020).
+
 Simulation: exact gradient flow for each draw of (A, data) through the
-eigendecomposition of the empirical feature covariance, vmapped over draws.
+eigendecomposition of the empirical feature covariance (N x N, or the P x P
+Gram matrix when P < N), vmapped over draws.
 """
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import optimize
+
+from scaling.learning_curve import learning_curve
 
 
 def _check(a, b):
@@ -52,6 +70,50 @@ def theory_loss(t, N, P, *, a: float, b: float, M: int = 10**6):
     learned = np.sum(power[:m] * np.exp(-2 * k[:m]**(-b) * t[idx]))
     out[idx] = learned + tail[m]
   return out
+
+
+def time_limited_loss(t, *, a: float, b: float, M: int = 10**6):
+  """L(t) for unlimited N and P (gradient flow on the population); Bordelon et al. 2024, Sec. 4."""
+  _check(a, b)
+  k = np.arange(1, M + 1, dtype=np.float64)
+  t = np.asarray(t, np.float64)
+  return np.sum(k**(-a) * np.exp(-2 * np.multiply.outer(t, k**(-b))), axis=-1)
+
+
+def projection_kappa(N: float, *, b: float, M: int) -> float:
+  """kappa with sum_k lambda_k / (lambda_k + kappa) = N (lambda_k = k^-b, k <= M)."""
+  if not 0 < N < M:
+    raise ValueError(f"need 0 < N < M, got N={N}, M={M}.")
+  lam = np.arange(1, M + 1, dtype=np.float64)**(-b)
+  root = optimize.brentq(
+      lambda lk: np.sum(lam / (lam + np.exp(lk))) - N, -200.0, 50.0,
+      xtol=1e-13, rtol=1e-13)
+  return float(np.exp(root))
+
+
+def model_limited_loss(N: int, *, a: float, b: float, M: int,
+                       P: float = np.inf) -> float:
+  """L(t -> inf) at N features; Bach 2024 (projection deterministic equivalent).
+
+  With finite P > N + 1 samples the least-squares factor (P - 1)/(P - N - 1)
+  multiplies the infinite-data value.
+  """
+  _check(a, b)
+  if np.isfinite(P) and P <= N + 1:
+    raise ValueError(f"the model-limited form needs P > N + 1, got N={N}, P={P}.")
+  k = np.arange(1, M + 1, dtype=np.float64)
+  kappa = projection_kappa(N, b=b, M=M)
+  loss = float(np.sum(k**(-a) * kappa / (k**(-b) + kappa)))
+  return loss if not np.isfinite(P) else loss * (P - 1) / (P - N - 1)
+
+
+def data_limited_loss(P, *, a: float, b: float, M: int):
+  """L(t -> inf) for N -> inf on P samples: ridgeless kernel regression; Bordelon, Canatar and Pehlevan 2020."""
+  _check(a, b)
+  k = np.arange(1, M + 1, dtype=np.float64)
+  with jax.enable_x64(True):
+    out = learning_curve(k**(-b), np.sqrt(k**(-a)), P)
+  return np.asarray(out.test_mse)
 
 
 def bottleneck_exponents(a: float, b: float) -> dict:
@@ -85,8 +147,8 @@ def simulate(key, *, a: float, b: float, N: int, P: int, M: int,
   Returns (mean (len(times),), per-draw losses (num_draws, len(times))).
   """
   _check(a, b)
-  if not (0 < N <= M and 0 < P):
-    raise ValueError(f"need 0 < N <= M and P > 0, got N={N}, P={P}, M={M}.")
+  if not (0 < N and 0 < P and 0 < M):
+    raise ValueError(f"need N, P, M > 0, got N={N}, P={P}, M={M}.")
   k = jnp.arange(1, M + 1, dtype=jnp.result_type(float))
   lam = k**(-b)
   w_star = jnp.sqrt(k**(-a) / lam)
@@ -98,10 +160,18 @@ def simulate(key, *, a: float, b: float, N: int, P: int, M: int,
     psi = jax.random.normal(k2, (P, M), lam.dtype) * jnp.sqrt(lam)
     y = psi @ w_star
     z = psi @ proj.T / jnp.sqrt(N)           # (P, N) features
-    s, v = jnp.linalg.eigh(z.T @ z / P)
-    s = jnp.maximum(s, 0.0)
-    proj_y = v.T @ (z.T @ y / P)
-    eff = proj.T @ v / jnp.sqrt(N)           # (M, N) map of eigen-coordinates
+    if P >= N:
+      s, v = jnp.linalg.eigh(z.T @ z / P)
+      s = jnp.maximum(s, 0.0)
+      proj_y = v.T @ (z.T @ y / P)
+      eff = proj.T @ v / jnp.sqrt(N)         # (M, N) map of eigen-coordinates
+    else:                                    # same flow through the P x P Gram
+      s, u = jnp.linalg.eigh(z @ z.T / P)
+      s = jnp.maximum(s, 0.0)
+      norm = jnp.where(s > 0, jnp.sqrt(P * jnp.where(s > 0, s, 1.0)), 1.0)
+      v = z.T @ u / norm                     # (N, P) right singular vectors
+      proj_y = v.T @ (z.T @ y / P)
+      eff = proj.T @ v / jnp.sqrt(N)         # (M, P)
 
     def loss_at(t):
       gain = jnp.where(s > 1e-12 * s.max(), -jnp.expm1(-s * t) / s, 0.0)

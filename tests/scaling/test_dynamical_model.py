@@ -48,3 +48,42 @@ def test_simulation_follows_bottlenecks():
   assert t_slope == pytest.approx(-(A - 1) / B, abs=0.1)
   assert n_slope == pytest.approx(-(A - 1), abs=0.1)
   assert p_slope == pytest.approx(-(A - 1), abs=0.1)
+
+
+def test_limits_reduce_to_closed_forms():
+  # Model-limited kappa solves its defining equation; with N -> M it vanishes.
+  kappa = dm.projection_kappa(50, b=B, M=2000)
+  lam = np.arange(1, 2001.0)**(-B)
+  assert np.sum(lam / (lam + kappa)) == pytest.approx(50, rel=1e-9)
+  assert dm.projection_kappa(1999.9, b=B, M=2000) < 1e-6
+  # Infinite data and finite P differ by exactly the least-squares factor.
+  inf = dm.model_limited_loss(40, a=A, b=B, M=4000)
+  assert dm.model_limited_loss(40, a=A, b=B, M=4000, P=401) == pytest.approx(
+      inf * 400 / 360)
+  with pytest.raises(ValueError, match="P > N \\+ 1"):
+    dm.model_limited_loss(40, a=A, b=B, M=4000, P=41)
+  # Time-limited loss at t = 0 is the full target power.
+  assert dm.time_limited_loss(0.0, a=A, b=B, M=100) == pytest.approx(
+      np.sum(np.arange(1, 101.0)**(-A)))
+
+
+@pytest.mark.slow
+def test_model_and_data_limits_match_simulation():
+  """Exact t -> inf limits against gradient flow; the bottleneck form is 2x off."""
+  for n in (32, 64):
+    sim, per = dm.simulate(jax.random.key(0), a=A, b=B, N=n, P=32 * n,
+                           M=64 * n, times=[1e9], num_draws=8)
+    theory = dm.model_limited_loss(n, a=A, b=B, M=64 * n, P=32 * n)
+    crude = float(dm.theory_loss(1e9, n, 32 * n, a=A, b=B, M=64 * n))
+    se = per.std() / np.sqrt(per.shape[0]) / sim[0]
+    print(f"model-limited N={n}: sim/theory - 1 = {sim[0] / theory - 1:+.3f} "
+          f"(s.e. {se:.3f}); bottleneck form ratio {sim[0] / crude:.2f}")
+    assert sim[0] == pytest.approx(theory, rel=max(0.08, 3 * se))
+    assert sim[0] / crude > 1.5
+  sim, per = dm.simulate(jax.random.key(1), a=A, b=B, N=512 * 64, P=32, M=64,
+                         times=[1e9], num_draws=48)
+  theory = float(dm.data_limited_loss(32, a=A, b=B, M=64))
+  se = per.std() / np.sqrt(per.shape[0]) / sim[0]
+  print(f"data-limited P=32: sim/theory - 1 = {sim[0] / theory - 1:+.3f} "
+        f"(s.e. {se:.3f})")
+  assert sim[0] == pytest.approx(theory, rel=max(0.08, 3 * se))
