@@ -7,7 +7,7 @@ and the measured exponents of d*(f) and loss*(f) are set beside the asymptotic
 ones of `plrf_phases.plrf_compute_optimal`.
 
   python -m scaling.plrf_frontier [--points=0.8:0.3,0.45:1.0] [--d_max=2048]
-      [--seeds=4] [--max_flops=1e10] [--out=runs/plrf_frontier.json]
+      [--seeds=4] [--max_flops=1e10] [--lr_factor=1] [--out=runs/plrf_frontier.json]
 
 prints, per (alpha, beta), the phase, the asymptotic and measured exponents,
 their local values over factor-4 windows of f, and the capacity slope
@@ -34,15 +34,15 @@ DEFAULT_POINTS = "0.8:0.3,1.0:0.7,0.7:1.0,0.45:0.45,0.2:1.0,0.35:1.0,0.27:1.0"
 def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
                             max_flops: float, v: int = None,
                             v_ratio: float = None, seeds: Sequence[int] = (0,),
-                            growth: float = 0.05, num_flops: int = 400
-                            ) -> dict:
+                            growth: float = 0.05, num_flops: int = 400,
+                            lr_factor: float = 1.0) -> dict:
   """Compute-optimal d*(f) and loss*(f) from theory curves at several d.
 
   Paquette et al. 2024, Sec. 3 (compute-optimal frontier), read off the
   loss recursion: for each d (data dimension `v`, or `v_ratio` * d, which
   phases with 2 alpha < 1 need) the expected loss given W, averaged over
   the W drawn with `seeds`, is computed up to f = max_flops (f = r d,
-  batch 1, learning rate 0.25 / tr K). On a log grid of f, d* is the vertex
+  batch 1, learning rate `lr_factor` * 0.25 / tr K). On a log grid of f, d* is the vertex
   of the parabola through log loss against log d at the best size and its
   two neighbours, and loss* the parabola's minimum; where the best size is
   interior to `ds`, the exponents are least-squares slopes of log d* and
@@ -66,8 +66,9 @@ def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
     curves = []
     for seed in seeds:
       prob = plrf.make_problem(alpha, beta, d, dim, seed)
+      lr = lr_factor * plrf.default_learning_rate(prob)
       rec, loss = plrf.theory_loss_curve_log(prob, int(max_flops // d),
-                                             growth=growth)
+                                             growth=growth, learning_rate=lr)
       curves.append(np.interp(np.log(fs), np.log(np.maximum(rec, 1) * d),
                               np.log(loss)))
     table.append(np.log(np.mean(np.exp(curves), axis=0)))
@@ -111,13 +112,14 @@ def capacity_slope(alpha: float, beta: float, ds: Sequence[int], *,
 
 
 def check_point(alpha, beta, *, d_min=32, d_max=2048, v_ratio=4.0, seeds=(0,),
-                max_flops=1e10) -> dict:
+                max_flops=1e10, lr_factor=1.0) -> dict:
   """Asymptotic against measured compute-optimal exponents at one (alpha, beta)."""
   ds = [int(2**k) for k in range(int(round(math.log2(d_min))),
                                  int(round(math.log2(d_max))) + 1)]
   t0 = time.time()
   out = theory_compute_frontier(alpha, beta, ds, max_flops=max_flops,
-                                v_ratio=v_ratio, seeds=seeds)
+                                v_ratio=v_ratio, seeds=seeds,
+                                lr_factor=lr_factor)
   theory = plrf_phases.plrf_compute_optimal(alpha, beta)
   upper = [d for d in ds if d >= max(ds) / 8]
   return dict(
@@ -131,6 +133,7 @@ def check_point(alpha, beta, *, d_min=32, d_max=2048, v_ratio=4.0, seeds=(0,),
       capacity_slope=capacity_slope(alpha, beta, upper, v_ratio=v_ratio,
                                     seeds=seeds),
       ds=ds, v_ratio=v_ratio, seeds=list(seeds), max_flops=max_flops,
+      lr_factor=lr_factor,
       seconds=time.time() - t0)
 
 
@@ -141,6 +144,8 @@ flags.DEFINE_integer("d_max", 2048, "largest d.")
 flags.DEFINE_float("v_ratio", 4.0, "data dimension v = v_ratio * d.")
 flags.DEFINE_integer("seeds", 4, "draws of W averaged per size.")
 flags.DEFINE_float("max_flops", 1e10, "largest compute f = r d.")
+flags.DEFINE_float("lr_factor", 1.0, "learning rate in units of 0.25 / tr K "
+                   "(the loss diverges beyond about 8).")
 flags.DEFINE_string("out", "", "optional JSON output path.")
 
 
@@ -151,7 +156,7 @@ def main(argv):
     a, b = (float(x) for x in item.split(":"))
     row = check_point(a, b, d_min=FLAGS.d_min, d_max=FLAGS.d_max,
                       v_ratio=FLAGS.v_ratio, seeds=tuple(range(FLAGS.seeds)),
-                      max_flops=FLAGS.max_flops)
+                      max_flops=FLAGS.max_flops, lr_factor=FLAGS.lr_factor)
     rows.append(row)
     print(f"{row['phase']:>3} ({a}, {b}): d* exponent {row['d_exponent']:.3f} "
           f"(asymptotic {row['theory_d_exponent']:.3f}), loss exponent "
