@@ -74,10 +74,7 @@ def theory_loss(t, N, P, *, a: float, b: float, M: int = 10**6):
 
 def time_limited_loss(t, *, a: float, b: float, M: int = 10**6):
   """L(t) for unlimited N and P (gradient flow on the population); Bordelon et al. 2024, Sec. 4."""
-  _check(a, b)
-  k = np.arange(1, M + 1, dtype=np.float64)
-  t = np.asarray(t, np.float64)
-  return np.sum(k**(-a) * np.exp(-2 * np.multiply.outer(t, k**(-b))), axis=-1)
+  return theory_loss(t, M, M, a=a, b=b, M=M)
 
 
 def projection_kappa(N: float, *, b: float, M: int) -> float:
@@ -163,15 +160,13 @@ def simulate(key, *, a: float, b: float, N: int, P: int, M: int,
     if P >= N:
       s, v = jnp.linalg.eigh(z.T @ z / P)
       s = jnp.maximum(s, 0.0)
-      proj_y = v.T @ (z.T @ y / P)
-      eff = proj.T @ v / jnp.sqrt(N)         # (M, N) map of eigen-coordinates
     else:                                    # same flow through the P x P Gram
       s, u = jnp.linalg.eigh(z @ z.T / P)
       s = jnp.maximum(s, 0.0)
       norm = jnp.where(s > 0, jnp.sqrt(P * jnp.where(s > 0, s, 1.0)), 1.0)
       v = z.T @ u / norm                     # (N, P) right singular vectors
-      proj_y = v.T @ (z.T @ y / P)
-      eff = proj.T @ v / jnp.sqrt(N)         # (M, P)
+    proj_y = v.T @ (z.T @ y / P)
+    eff = proj.T @ v / jnp.sqrt(N)           # (M, min(N, P)) map of eigen-coordinates
 
     def loss_at(t):
       gain = jnp.where(s > 1e-12 * s.max(), -jnp.expm1(-s * t) / s, 0.0)

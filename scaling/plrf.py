@@ -57,6 +57,11 @@ class PLRFProblem:
   def d(self) -> int:
     return self.W.shape[1]
 
+  @property
+  def initial_modes(self) -> np.ndarray:
+    """c_j(0) = <u_j, theta*>^2: the recursion's state at theta = 0."""
+    return (self.eigenvectors.T @ self.theta_star)**2
+
   def loss(self, theta) -> np.ndarray:
     """Population loss P(theta) for theta of shape (..., d)."""
     r = np.asarray(theta) @ self.W.T - self.b
@@ -111,7 +116,7 @@ def theory_loss_curve(problem: PLRFProblem, steps: int, *, batch: int = 1,
   every = steps // num_records
   with jax.enable_x64(True):
     lam = jnp.asarray(problem.eigenvalues)
-    c0 = jnp.asarray((problem.eigenvectors.T @ problem.theta_star)**2)
+    c0 = jnp.asarray(problem.initial_modes)
     mult = (1 - gamma * lam)**2 + gamma**2 * lam**2 / batch
     forcing = gamma**2 * lam / batch
     out = _scan_records(lam, c0, mult, forcing,
@@ -172,7 +177,7 @@ def theory_loss_curve_log(problem: PLRFProblem, steps: int, *, batch: int = 1,
   sizes = _chunk_schedule(int(steps), growth)
   with jax.enable_x64(True):
     lam = jnp.asarray(problem.eigenvalues)
-    c0 = jnp.asarray((problem.eigenvectors.T @ problem.theta_star)**2)
+    c0 = jnp.asarray(problem.initial_modes)
     gl = gamma * lam
     noise = 1 / batch if sgd_noise else 0.0
     one_minus = gl * (2 - gl * (1 + noise))       # 1 - M, exactly

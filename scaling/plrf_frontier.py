@@ -51,7 +51,8 @@ def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
   asymptote).
 
   Returns a dict with flops, d_star, loss_star (NaN where the best size is
-  at either end of `ds`) and, with enough interior points, d_exponent,
+  at either end of `ds`), capacity (P* per size, averaged over the draws)
+  and, with enough interior points, d_exponent,
   loss_exponent, local_flops, local_d_exponent, local_loss_exponent.
   """
   if (v is None) == (v_ratio is None):
@@ -60,18 +61,20 @@ def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
   if sorted(set(ds)) != ds or len(ds) < 3:
     raise ValueError("`ds` must be at least three increasing sizes.")
   fs = np.geomspace(ds[-1], max_flops, num_flops)
-  table = []
+  table, capacity = [], []
   for d in ds:
     dim = int(v) if v is not None else int(math.ceil(v_ratio * d))
-    curves = []
+    curves, loss_stars = [], []
     for seed in seeds:
       prob = plrf.make_problem(alpha, beta, d, dim, seed)
+      loss_stars.append(prob.loss_star)
       lr = lr_factor * plrf.default_learning_rate(prob)
       rec, loss = plrf.theory_loss_curve_log(prob, int(max_flops // d),
                                              growth=growth, learning_rate=lr)
       curves.append(np.interp(np.log(fs), np.log(np.maximum(rec, 1) * d),
                               np.log(loss)))
     table.append(np.log(np.mean(np.exp(curves), axis=0)))
+    capacity.append(np.mean(loss_stars))
   table = np.stack(table)                          # log loss, (len(ds), fs)
   u = np.log(np.asarray(ds, np.float64))
   best = np.argmin(table, axis=0)
@@ -83,7 +86,8 @@ def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
       vertex = -coef[1] / (2 * coef[0])
       d_star[i] = np.exp(vertex)
       loss_star[i] = np.exp(np.polyval(coef, vertex))
-  out = dict(flops=fs, d_star=d_star, loss_star=loss_star)
+  out = dict(flops=fs, d_star=d_star, loss_star=loss_star,
+             capacity=np.asarray(capacity))
   ok = np.isfinite(d_star)
   if ok.sum() >= 10:
     lf, ld, ll = np.log(fs[ok]), np.log(d_star[ok]), np.log(loss_star[ok])
@@ -102,15 +106,6 @@ def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
   return out
 
 
-def capacity_slope(alpha: float, beta: float, ds: Sequence[int], *,
-                   v_ratio: float, seeds: Sequence[int] = (0,)) -> float:
-  """-d log P*/d log d over `ds` (P* averaged over draws): the measured F_0 exponent."""
-  ps = [np.mean([plrf.make_problem(alpha, beta, int(d),
-                                   int(math.ceil(v_ratio * d)), s).loss_star
-                 for s in seeds]) for d in ds]
-  return float(-np.polyfit(np.log(ds), np.log(ps), 1)[0])
-
-
 def check_point(alpha, beta, *, d_min=32, d_max=2048, v_ratio=4.0, seeds=(0,),
                 max_flops=1e10, lr_factor=1.0) -> dict:
   """Asymptotic against measured compute-optimal exponents at one (alpha, beta)."""
@@ -121,7 +116,10 @@ def check_point(alpha, beta, *, d_min=32, d_max=2048, v_ratio=4.0, seeds=(0,),
                                 v_ratio=v_ratio, seeds=seeds,
                                 lr_factor=lr_factor)
   theory = plrf_phases.plrf_compute_optimal(alpha, beta)
-  upper = [d for d in ds if d >= max(ds) / 8]
+  # -d log P*/d log d over the largest four sizes: the measured F_0 exponent.
+  upper = np.asarray(ds) >= max(ds) / 8
+  capacity_slope = -np.polyfit(np.log(np.asarray(ds)[upper]),
+                               np.log(out["capacity"][upper]), 1)[0]
   return dict(
       alpha=alpha, beta=beta, phase=theory["phase"],
       theory_d_exponent=theory["d_exponent"],
@@ -130,8 +128,7 @@ def check_point(alpha, beta, *, d_min=32, d_max=2048, v_ratio=4.0, seeds=(0,),
       local_flops=out.get("local_flops", np.zeros(0)).tolist(),
       local_d_exponent=out.get("local_d_exponent", np.zeros(0)).tolist(),
       local_loss_exponent=out.get("local_loss_exponent", np.zeros(0)).tolist(),
-      capacity_slope=capacity_slope(alpha, beta, upper, v_ratio=v_ratio,
-                                    seeds=seeds),
+      capacity_slope=float(capacity_slope),
       ds=ds, v_ratio=v_ratio, seeds=list(seeds), max_flops=max_flops,
       lr_factor=lr_factor,
       seconds=time.time() - t0)

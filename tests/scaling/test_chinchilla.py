@@ -72,8 +72,9 @@ def test_vmapped_grid_matches_scipy_lbfgsb():
   grid = chinchilla.hoffmann_grid()[::150]  # 30 starts
   fit = scaling.fit_chinchilla(runs.N, runs.D, runs.loss, grid=grid)
   logs = (np.log(runs.N), np.log(runs.D), np.log(runs.loss), 1e-3)
-  best = min((optimize.minimize(scaling_fit_speed.numpy_objective, x0, jac=True, method="L-BFGS-B",
-                                args=logs) for x0 in grid),
+  best = min((optimize.minimize(scaling_fit_speed.numpy_objective, x0,
+                                jac=True, method="L-BFGS-B", args=logs)
+               for x0 in grid),
              key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
   print("jax objective", fit.objective, "scipy objective", best.fun * 1e-3)
   assert fit.objective == pytest.approx(best.fun * 1e-3, rel=1e-6)
