@@ -51,12 +51,14 @@ def approach1(N, D, loss, *, num_budgets: int = 30) -> EnvelopeFit:
       least two curves reach the budget.
 
   Raises:
-    ValueError: bad inputs, or fewer than two curves with 2+ points each.
+    ValueError/TypeError: bad inputs, `num_budgets` not an int >= 3, or
+      fewer than two curves with 2+ points each.
   """
   n = validation.as_positive_1d("N", N)
   d = validation.as_positive_1d("D", D)
   loss = validation.as_positive_1d("loss", loss)
   validation.check_same_length(N=n, D=d, loss=loss)
+  validation.check_int("num_budgets", num_budgets, minimum=3)
   curves = []
   for size in np.unique(n):
     m = n == size

@@ -16,9 +16,11 @@ def isoflop_vertex(N, loss):
   """Vertex (N_opt, loss_opt) of the parabola loss = c0 + c1 u + c2 u^2, u = log N.
 
   Raises:
-    ValueError: if the parabola opens downwards or the vertex is outside the
-      sampled sizes (the profile does not bracket the optimum).
+    ValueError: if N has fewer than 3 distinct values, the parabola opens
+      downwards or the vertex is outside the sampled sizes (the profile does
+      not bracket the optimum).
   """
+  validation.check_varies("N", np.asarray(N), "the parabola's vertex")
   u = np.log(N)
   c2, c1, c0 = np.polyfit(u, loss, 2)
   if c2 <= 0:
@@ -42,13 +44,16 @@ def approach2(N, C, loss, *, rtol: float = 0.05) -> EnvelopeFit:
     rtol: relative tolerance for grouping runs into budgets.
 
   Raises:
-    ValueError: bad inputs, or fewer than two budgets with 3+ runs whose
-      parabola brackets its optimum.
+    ValueError: bad inputs (`rtol` outside [0, 1) included), or fewer than
+      two budgets with 3+ runs whose parabola brackets its optimum.
   """
   n = validation.as_positive_1d("N", N)
   c = validation.as_positive_1d("C", C)
   loss = validation.as_positive_1d("loss", loss)
   validation.check_same_length(N=n, C=c, loss=loss)
+  if isinstance(rtol, bool) or not (np.isscalar(rtol) and np.isfinite(rtol)
+                                    and 0 <= rtol < 1):
+    raise ValueError(f"`rtol` must be a number in [0, 1), got {rtol!r}.")
   order = np.argsort(c)
   groups, current = [], [order[0]]
   for i in order[1:]:

@@ -150,13 +150,28 @@ def _from_theta(t):
   return np.concatenate([np.exp(t[..., :3]), t[..., 3:]], axis=-1)
 
 
-def _check_inputs(n, d, loss):
-  n = validation.as_positive_1d("N", n)
-  d = validation.as_positive_1d("D", d)
+def check_fit_inputs(N, D, loss, *, delta=1e-3, bootstrap=0, seed=0,
+                     grid=None, confidence=0.95, bootstrap_starts=8,
+                     max_iter=500):
+  """Checks the arguments of `fit_chinchilla`; returns (N, D, loss, grid) as float64.
+
+  Raises the ValueError/TypeError that `fit_chinchilla` documents; callers
+  (the command line) use it to reject bad input before any work.
+  """
+  n = validation.as_positive_1d("N", N)
+  d = validation.as_positive_1d("D", D)
   loss = validation.as_positive_1d("loss", loss)
   num = validation.check_same_length(N=n, D=d, loss=loss)
   validation.check_enough_points(num, NUM_PARAMS, "fit_chinchilla")
-  return n, d, loss
+  validation.check_fit_options(delta=delta, bootstrap=bootstrap,
+                               confidence=confidence, max_iter=max_iter)
+  validation.check_int("seed", seed)
+  validation.check_int("bootstrap_starts", bootstrap_starts)
+  grid = validation.check_grid(hoffmann_grid() if grid is None else grid,
+                               NUM_PARAMS)
+  validation.check_varies("N", n, "alpha")
+  validation.check_varies("D", d, "beta")
+  return n, d, loss, grid
 
 
 def _solve(grid, weights, log_n, log_d, log_loss, delta, max_iter,
@@ -174,15 +189,6 @@ def _solve(grid, weights, log_n, log_d, log_loss, delta, max_iter,
   return jax.tree.map(np.asarray, res)
 
 
-def _best(res):
-  """Index of the best finite start, preferring converged ones."""
-  value = np.where(np.isfinite(res.value), res.value, np.inf)
-  conv_value = np.where(res.converged, value, np.inf)
-  if np.isfinite(conv_value).any():
-    return int(np.argmin(conv_value))
-  return int(np.argmin(value))
-
-
 def fit_chinchilla(N, D, loss, *, delta: float = 1e-3, bootstrap: int = 0,
                    seed: int = 0, grid: Optional[np.ndarray] = None,
                    confidence: float = 0.95, bootstrap_starts: int = 8,
@@ -194,7 +200,8 @@ def fit_chinchilla(N, D, loss, *, delta: float = 1e-3, bootstrap: int = 0,
     D: training tokens, positive.
     loss: final losses, positive.
     delta: Huber threshold on log-loss residuals.
-    bootstrap: number of bootstrap resamples of the runs (0: no intervals).
+    bootstrap: number of bootstrap resamples of the runs (an int; 0: no
+      intervals).
     seed: seed of the resampling.
     grid: (starts, 5) initial points as (a, b, e, alpha, beta); defaults to
       the 4500-point `hoffmann_grid()`.
@@ -210,36 +217,32 @@ def fit_chinchilla(N, D, loss, *, delta: float = 1e-3, bootstrap: int = 0,
 
   Raises:
     ValueError/TypeError: non-positive or non-finite inputs, NaN rows,
-      mismatched lengths, 5 or fewer runs, or a bad `delta`/`bootstrap`.
+      mismatched lengths, 5 or fewer runs, N or D with fewer than 3 distinct
+      values (alpha or beta not identifiable), an empty or malformed `grid`,
+      or a bad `delta`, `bootstrap` (a count: booleans are a TypeError),
+      `confidence`, `max_iter`, `seed` or `bootstrap_starts`.
   """
-  n, d, loss = _check_inputs(N, D, loss)
-  if not (np.isscalar(delta) and np.isfinite(delta) and delta > 0):
-    raise ValueError(f"`delta` must be a positive number, got {delta!r}.")
-  if not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
-    raise ValueError(f"`bootstrap` must be a non-negative int, got "
-                     f"{bootstrap!r}.")
-  if not 0 < confidence < 1:
-    raise ValueError(f"`confidence` must be in (0, 1), got {confidence}.")
-  grid = hoffmann_grid() if grid is None else np.asarray(grid, np.float64)
-  if grid.ndim != 2 or grid.shape[1] != NUM_PARAMS:
-    raise ValueError(f"`grid` must have shape (starts, 5), got {grid.shape}.")
+  n, d, loss, grid = check_fit_inputs(
+      N, D, loss, delta=delta, bootstrap=bootstrap, seed=seed, grid=grid,
+      confidence=confidence, bootstrap_starts=bootstrap_starts,
+      max_iter=max_iter)
 
   with jax.enable_x64(True):
     log_n, log_d, log_loss = np.log(n), np.log(d), np.log(loss)
     weights = np.ones_like(log_n)
     res = _solve(grid, weights, log_n, log_d, log_loss, delta, max_iter)
-    i = _best(res)
+    i, converged = lbfgs.best_start(res)
     best_value = float(res.value[i])
     conv = res.converged & np.isfinite(res.value)
     at_opt = conv & (np.abs(res.value - best_value)
                      <= 1e-6 * max(abs(best_value), 1e-12))
     params = _from_theta(res.x[i])
-    converged = bool(res.converged[i])
     if not converged:
       warnings.warn("fit_chinchilla: the best start did not converge "
                     f"(gradient norm {res.grad_norm[i]:.2e} after "
-                    f"{res.num_iter[i]} iterations); the result is flagged "
-                    "converged=False.", RuntimeWarning, stacklevel=2)
+                    f"{res.num_iter[i]} iterations, max_iter={max_iter}); "
+                    "the result is flagged converged=False; raise max_iter.",
+                    RuntimeWarning, stacklevel=2)
     intervals = boot_params = boot_conv = None
     if bootstrap:
       starts = _distinct_starts(res, bootstrap_starts)

@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from scaling import validation
+
 
 @dataclasses.dataclass(frozen=True)
 class Runs:
@@ -29,42 +31,61 @@ def load_chinchilla_csv(path: str, *, drop_highest: int = 5) -> Runs:
   """Reads the runs extracted from Hoffmann et al. 2022, Fig. 4 (Besiroglu et al. 2024).
 
   The file has columns `Model Size`, `Training FLOP` and `loss` (others are
-  ignored). Tokens are D = FLOP / (6 N). Rows with a missing, non-finite or
-  non-positive value are dropped and counted; then the `drop_highest`
-  highest-loss runs are dropped, as in that replication (which keeps 240 of
-  245 runs).
+  ignored). Tokens are D = FLOP / (6 N). Rows with an empty or NaN cell are
+  dropped as incomplete and counted; then the `drop_highest` highest-loss
+  runs are dropped, as in that replication (which keeps 240 of 245 runs).
 
   Raises:
     FileNotFoundError: if `path` does not exist.
-    ValueError: if a needed column is missing or `drop_highest` is negative.
+    OSError: if it cannot be read.
+    ValueError: if it is not UTF-8 text, a needed column is missing, a cell
+      holds text, an infinite or a non-positive number (the message names
+      the line and column), or `drop_highest` is negative or not smaller
+      than the number of complete rows.
   """
-  if drop_highest < 0:
-    raise ValueError(f"`drop_highest` must be >= 0, got {drop_highest}.")
+  drop_highest = validation.check_int("drop_highest", drop_highest)
   if not os.path.exists(path):
     raise FileNotFoundError(f"`path` {path!r} does not exist.")
-  with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"`path` {path!r} is a folder, not a CSV file.")
+  try:
+    with open(path, newline="") as f:
+      reader = csv.DictReader(f)
+      rows = list(reader)
+      header = reader.fieldnames or []
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path!r} is not a UTF-8 text CSV file.") from e
   needed = ("Model Size", "Training FLOP", "loss")
-  if not rows or any(k not in rows[0] for k in needed):
-    raise ValueError(f"{path!r} must have columns {needed}.")
+  missing = [k for k in needed if k not in header]
+  if missing:
+    raise ValueError(f"{path!r} must have columns {needed}; missing "
+                     f"{missing}.")
 
-  def num(s):
+  def num(s, line, column):
+    s = (s or "").strip()
     try:
-      return float(s)
-    except (TypeError, ValueError):
-      return np.nan
+      value = float(s) if s else np.nan
+    except ValueError:
+      value = None
+    if value is None or np.isinf(value) or value <= 0:
+      raise ValueError(f"{path!r} line {line}, column {column!r}: expected a "
+                       f"positive number, got {s!r}.")
+    return value
 
-  table = np.array([[num(r[k]) for k in needed] for r in rows], np.float64)
-  ok = np.all(np.isfinite(table) & (table > 0), axis=1)
+  table = np.array([[num(r[k], i + 2, k) for k in needed]
+                    for i, r in enumerate(rows)], np.float64).reshape(-1, 3)
+  ok = np.all(np.isfinite(table), axis=1)
+  if drop_highest and drop_highest >= ok.sum():
+    raise ValueError(f"`drop_highest`={drop_highest} would drop all "
+                     f"{int(ok.sum())} complete rows of {path!r}.")
   table = table[ok]
   n, flop, loss = table.T
   order = np.argsort(loss, kind="stable")
-  keep = np.sort(order[:len(loss) - drop_highest]) if drop_highest else order
-  keep = np.sort(keep)
+  keep = np.sort(order[:len(loss) - drop_highest])
   n, flop, loss = n[keep], flop[keep], loss[keep]
   return Runs(N=n, D=flop / (6.0 * n), C=flop, loss=loss,
               num_read=len(rows), num_nan_dropped=int((~ok).sum()),
-              num_highest_dropped=min(drop_highest, int(ok.sum())))
+              num_highest_dropped=drop_highest)
 
 
 def synthetic_runs(params: dict, *, num_sizes: int = 12, num_per_size: int = 20,

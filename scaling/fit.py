@@ -6,7 +6,10 @@ The CSV needs columns `Model Size`, `Training FLOP` and `loss` (tokens are
 FLOP / (6 N)). The output folder receives config.json, metrics.jsonl,
 fit.json, data_fit.png, surface.png, frontier.png and summary.md, each
 written atomically; a rerun with the same config skips a finished folder
-unless --overwrite is given.
+unless --overwrite is given. Every flag and the CSV (readable, the three
+columns, positive numbers, enough runs with varying N and D) are checked
+before anything is written; a bad one ends the program with a one-line
+`scaling.fit: error: ...` on stderr and exit status 1.
 """
 import json
 import os
@@ -22,6 +25,7 @@ from scaling.compute_optimal import compute_optimal
 from scaling import data
 from kernels import runs as run_files
 from scaling import plots
+from scaling import validation
 
 FLAGS = flags.FLAGS
 
@@ -37,10 +41,47 @@ def define_flags():
   flags.DEFINE_bool("overwrite", False, "Refit even if the folder is complete.")
 
 
+class InputError(ValueError):
+  """A bad flag or input file, reported by the program as one line."""
+
+
+def check_config(csv: str, out: str, *, bootstrap: int = 200, seed: int = 0,
+                 drop_highest: int = 5, delta: float = 1e-3) -> data.Runs:
+  """Checks every option and the CSV before any work; returns the runs to fit.
+
+  Raises:
+    InputError: naming the flag or the file, in one line.
+  """
+  if not csv or not out:
+    raise InputError("--csv and --out are required.")
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise InputError(f"--out={out!r} exists and is not a folder.")
+  try:
+    for name, value in (("bootstrap", bootstrap), ("seed", seed),
+                        ("drop_highest", drop_highest)):
+      validation.check_int(f"--{name}", value)
+    validation.check_positive_number("--delta", delta)
+  except (TypeError, ValueError) as e:
+    raise InputError(str(e)) from e
+  try:
+    runs = data.load_chinchilla_csv(csv, drop_highest=drop_highest)
+    chinchilla.check_fit_inputs(runs.N, runs.D, runs.loss, delta=delta,
+                                bootstrap=bootstrap, seed=seed)
+  except (OSError, TypeError, ValueError) as e:
+    raise InputError(f"--csv: {e}") from e
+  return runs
+
+
 def run(csv: str, out: str, *, bootstrap: int = 200, seed: int = 0,
         drop_highest: int = 5, delta: float = 1e-3,
         overwrite: bool = False) -> dict:
-  """Fits, plots and writes the run folder; returns the metrics dict."""
+  """Checks the input, then fits, plots and writes the run folder; returns the metrics dict.
+
+  Raises:
+    InputError: a bad option or CSV (nothing is written then).
+  """
+  runs = check_config(csv, out, bootstrap=bootstrap, seed=seed,
+                      drop_highest=drop_highest, delta=delta)
   config = dict(csv=os.path.abspath(csv), bootstrap=bootstrap, seed=seed,
                 drop_highest=drop_highest, delta=delta)
   summary_path = os.path.join(out, "summary.md")
@@ -53,7 +94,6 @@ def run(csv: str, out: str, *, bootstrap: int = 200, seed: int = 0,
           return json.load(g)
   os.makedirs(out, exist_ok=True)
   run_files.write_json(config_path, config)
-  runs = data.load_chinchilla_csv(csv, drop_highest=drop_highest)
   start = time.time()
   fit = chinchilla.fit_chinchilla(runs.N, runs.D, runs.loss, delta=delta,
                                   bootstrap=bootstrap, seed=seed)
@@ -90,15 +130,17 @@ def run(csv: str, out: str, *, bootstrap: int = 200, seed: int = 0,
 
 
 def main(argv):
-  del argv
-  if not FLAGS.csv or not FLAGS.out:
-    raise app.UsageError("--csv and --out are required.")
-  metrics = run(FLAGS.csv, FLAGS.out, bootstrap=FLAGS.bootstrap,
-                seed=FLAGS.seed, drop_highest=FLAGS.drop_highest,
-                delta=FLAGS.delta, overwrite=FLAGS.overwrite)
+  if len(argv) > 1:
+    validation.fail("scaling.fit", f"unexpected arguments {argv[1:]}.")
+  try:
+    metrics = run(FLAGS.csv, FLAGS.out, bootstrap=FLAGS.bootstrap,
+                  seed=FLAGS.seed, drop_highest=FLAGS.drop_highest,
+                  delta=FLAGS.delta, overwrite=FLAGS.overwrite)
+  except InputError as e:
+    validation.fail("scaling.fit", e)
   print(json.dumps({k: metrics[k] for k in chinchilla.PARAM_NAMES}))
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=validation.flags_parser("scaling.fit"))

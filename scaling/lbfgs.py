@@ -14,21 +14,32 @@ together, taking the longest one that meets the Armijo condition. When no
 trial decreases the objective, the memory is cleared, the step scale shrinks
 and the next iteration tries steepest descent.
 
-A start stops when its gradient norm is <= `gtol`, or its decrease in value
-is <= `ftol * max(|f|, 1)` (the SciPy L-BFGS-B rules): `converged` is True.
-It also stops, with `converged` False, at `max_iter` iterations, when its
-value is not finite, or when the step scale falls below 1e-14.
+A start is `converged` when it passes a first-order optimality test, with
+the objective's own scale s = max(|f|, 1):
+  - ||grad f|| <= gtol * s; or
+  - it has stalled: over the last `window` iterations its value fell by at
+    most ftol * s (or no step length down to 1e-14 lowers it), and
+    ||grad f|| <= 100 gtol * s (an optimum at the rounding floor of the
+    objective, where the gradient cannot be driven lower).
+A single short step is never enough: a start crossing a plateau (tiny
+gradient, tiny steps, value still far above the optimum) keeps going. A
+start also stops, with `converged` False, at `max_iter` iterations, when its
+value is not finite, or when the step scale falls below 1e-14 without the
+test being met.
 """
 import functools
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Relative trial step lengths of the line search, longest first.
 _STEPS = (1.0, 0.1)
 _ARMIJO = 1e-4
 _MIN_SCALE = 1e-14
+# A stalled start may stop with a gradient up to this many times `gtol`.
+_STALL_GTOL_FACTOR = 100.0
 
 
 class BatchedResult(NamedTuple):
@@ -50,6 +61,8 @@ class _Slot(NamedTuple):
   s_hist: jax.Array   # (m, p) last steps, newest first.
   y_hist: jax.Array   # (m, p) last gradient changes.
   rho: jax.Array      # (m,) 1 / (y.s); 0 marks an empty slot.
+  f_hist: jax.Array   # (window,) values before the last iterations, newest
+                      # first; inf until that many iterations are done.
   scale: jax.Array    # step scale (shrinks after failed searches).
   it: jax.Array
   done: jax.Array
@@ -112,17 +125,22 @@ def _step(fun, slot: _Slot, args, *, max_iter, gtol, ftol) -> _Slot:
                     jnp.where(moved & ~empty, 1.0,
                               jnp.minimum(slot.scale * 10.0, 1.0)))
   scale = jnp.where(slot.fresh, 1.0, scale)
-  f_scale = jnp.maximum(jnp.maximum(jnp.abs(slot.f), jnp.abs(f_new)), 1.0)
-  small_decrease = ~slot.fresh & moved & ~empty & (
-      (slot.f - f_new) <= ftol * f_scale)
-  small_grad = jnp.linalg.norm(g_new) <= gtol
-  conv = (small_grad | small_decrease) & jnp.isfinite(f_new)
+  f_hist = jnp.where(slot.fresh, slot.f_hist,
+                     jnp.roll(slot.f_hist, 1).at[0].set(slot.f))
+  f_scale = jnp.maximum(jnp.abs(f_new), 1.0)
+  g_norm = jnp.linalg.norm(g_new)
+  # Stalled: no real decrease over the window, or none at any step length
+  # down to _MIN_SCALE (the rounding floor), with a near-zero gradient.
+  stalled = (((f_hist[-1] - f_new <= ftol * f_scale) | (scale < _MIN_SCALE))
+             & (g_norm <= _STALL_GTOL_FACTOR * gtol * f_scale))
+  conv = ((g_norm <= gtol * f_scale) | stalled) & jnp.isfinite(f_new)
   it = slot.it + jnp.where(slot.fresh, 0, 1)
   done = (conv | ~jnp.isfinite(f_new) | (scale < _MIN_SCALE)
           | (it >= max_iter))
   return slot._replace(fresh=jnp.zeros_like(slot.fresh), x=x_new, f=f_new,
                        g=g_new, s_hist=s_hist, y_hist=y_hist, rho=rho,
-                       scale=scale, it=it, done=done, converged=conv)
+                       f_hist=f_hist, scale=scale, it=it, done=done,
+                       converged=conv)
 
 
 def minimize_many(fun: Callable[..., jax.Array], x0s: jax.Array,
@@ -130,7 +148,7 @@ def minimize_many(fun: Callable[..., jax.Array], x0s: jax.Array,
                   per_start_args: Optional[tuple] = None, *,
                   max_iter: int = 500, gtol: float = 1e-8,
                   ftol: float = 1e-11, memory_size: int = 10,
-                  pool_size: int = 512) -> BatchedResult:
+                  window: int = 10, pool_size: int = 512) -> BatchedResult:
   """Minimises `fun(x, *per_start_args[i], *shared_args)` from every x0s[i].
 
   Args:
@@ -141,27 +159,46 @@ def minimize_many(fun: Callable[..., jax.Array], x0s: jax.Array,
     per_start_args: arrays with a leading `starts` axis; row i goes with
       start i (e.g. bootstrap weights).
     max_iter: iteration cap per start.
-    gtol: gradient-norm tolerance.
-    ftol: relative decrease tolerance.
+    gtol: gradient-norm tolerance, relative to max(|f|, 1).
+    ftol: relative decrease tolerance over `window` iterations.
     memory_size: L-BFGS history length.
+    window: iterations over which a stall is measured (>= 1).
     pool_size: starts advanced together.
 
   Returns:
     A `BatchedResult` with one row per start.
+
+  Raises:
+    ValueError: a bad `max_iter`, `gtol`, `ftol`, `window` or an empty
+      `x0s`.
   """
+  x0s = jnp.asarray(x0s)
+  if x0s.ndim != 2 or x0s.shape[0] == 0:
+    raise ValueError(f"`x0s` must have shape (starts, params) with at least "
+                     f"one start, got {x0s.shape}.")
+  for name, value in (("max_iter", max_iter), ("window", window),
+                      ("memory_size", memory_size),
+                      ("pool_size", pool_size)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+        or value < 1:
+      raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+  for name, value in (("gtol", gtol), ("ftol", ftol)):
+    if not (np.isscalar(value) and np.isfinite(value) and value >= 0):
+      raise ValueError(f"`{name}` must be a non-negative number, got "
+                       f"{value!r}.")
   # Tolerances and the iteration cap are traced values, so changing them
   # reuses the compiled program.
   return _minimize_many(fun, x0s, tuple(shared_args),
                         tuple(per_start_args or ()), jnp.asarray(max_iter),
                         jnp.asarray(gtol, x0s.dtype),
                         jnp.asarray(ftol, x0s.dtype), memory_size=memory_size,
-                        pool_size=pool_size)
+                        window=window, pool_size=pool_size)
 
 
-@functools.partial(jax.jit, static_argnames=("fun", "memory_size",
+@functools.partial(jax.jit, static_argnames=("fun", "memory_size", "window",
                                              "pool_size"))
 def _minimize_many(fun, x0s, shared_args, per_start_args, max_iter, gtol,
-                   ftol, *, memory_size, pool_size):
+                   ftol, *, memory_size, window, pool_size):
   """Jitted body of `minimize_many`."""
   num, p = x0s.shape
   pool = min(pool_size, num)
@@ -179,6 +216,7 @@ def _minimize_many(fun, x0s, shared_args, per_start_args, max_iter, gtol,
     return _Slot(index=index, fresh=~idle, x=x0, f=jnp.asarray(jnp.inf, dtype),
                  g=jnp.zeros((p,), dtype), s_hist=zeros, y_hist=zeros,
                  rho=jnp.zeros((memory_size,), dtype),
+                 f_hist=jnp.full((window,), jnp.inf, dtype),
                  scale=jnp.asarray(1.0, dtype), it=jnp.asarray(0),
                  done=idle, converged=jnp.asarray(False))
 
@@ -230,3 +268,26 @@ def _minimize_many(fun, x0s, shared_args, per_start_args, max_iter, gtol,
 def batched_lbfgs(fun, x0s, args: tuple = (), **kwargs) -> BatchedResult:
   """`minimize_many` with arguments shared by all starts."""
   return minimize_many(fun, x0s, tuple(args), None, **kwargs)
+
+
+def best_start(result: BatchedResult, rtol: float = 1e-8) -> tuple:
+  """(index, converged) of the start with the lowest finite objective.
+
+  A converged start whose value is within `rtol` (relative, floor 1e-12)
+  of the lowest is preferred, so ties at the optimum count as converged;
+  a converged start stuck higher up (a stationary plateau) never stands in
+  for a lower start that has not converged.
+
+  Raises:
+    ValueError: if no start has a finite objective.
+  """
+  value = np.asarray(result.value, np.float64)
+  finite = np.isfinite(value)
+  if not finite.any():
+    raise ValueError("no start reached a finite objective.")
+  best = float(np.min(value[finite]))
+  tie = finite & np.asarray(result.converged) & (
+      value <= best + rtol * max(abs(best), 1e-12))
+  if tie.any():
+    return int(np.argmin(np.where(tie, value, np.inf))), True
+  return int(np.argmin(np.where(finite, value, np.inf))), False

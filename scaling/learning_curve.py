@@ -12,8 +12,15 @@ samples with label-noise variance `noise`:
   test_mse:      E0 (sum_i (1 - L_i)^2 v_i^2 + noise)   (noisy test labels)
   train_mse:     (ridge / (n kappa))^2 test_mse          (noisy train labels)
 
+With ridge = 0 and n >= M, the number of positive eigenvalues, there is no
+root: kappa = 0, every mode with lambda_i > 0 is learned, and the predictor
+is least squares on M features: E0 = n / (n - M) and train_mse = (n - M)/n
+(noise + unlearnable power), the ridge -> 0 limit of the formulas above.
+
 All functions are jittable and follow the input dtype (float32 by default,
-float64 under `jax_enable_x64`); kappa is found by bisection in log space.
+float64 under `jax_enable_x64`); kappa is found by bisection in log kappa,
+with L_i = sigmoid(log lambda_i - log kappa), so spectra spanning any range
+of magnitudes are safe in float32.
 """
 import dataclasses
 from typing import Optional
@@ -23,10 +30,66 @@ import jax.numpy as jnp
 import numpy as np
 
 _BISECTION_STEPS = 200
+# The bracket extends this far (in log kappa) beyond the smallest scale.
+_LOG_MARGIN = 40.0
 
 
 def _weighted(values, multiplicity):
   return values if multiplicity is None else values * multiplicity
+
+
+def _log_kappa(lam, n, ridge, multiplicity):
+  """(log kappa, has_root) of eq. (1) of Simon et al. 2021, by bisection in log kappa.
+
+  Learnabilities are evaluated as sigmoid(log lambda_i - log kappa), so no
+  sum or ratio of eigenvalues is formed and any dynamic range of the
+  spectrum is safe in float32. Without a positive root (ridge = 0 and n at
+  or above the number of positive eigenvalues) log kappa is -inf.
+  """
+  pos = lam > 0
+  log_lam = jnp.log(jnp.where(pos, lam, 1.0))
+  log_w = jnp.where(pos, log_lam, -jnp.inf)
+  if multiplicity is not None:
+    log_w = log_w + jnp.log(multiplicity)
+  log_ridge = jnp.where(ridge > 0, jnp.log(jnp.where(ridge > 0, ridge, 1.0)),
+                        -jnp.inf)
+  log_n = jnp.log(n)
+
+  def excess(t):
+    # sum_i L_i - n with L_i = 1 - (1 - L_i) where L_i > 1/2: the counts
+    # cancel exactly and only terms <= 1/2 are summed, so the excess is
+    # accurate even where sum_i L_i is close to n.
+    z = log_lam - t
+    big = pos & (z > 0)
+    small = jnp.where(pos, jax.nn.sigmoid(-jnp.abs(z)), 0.0)
+    ones = jnp.where(big, 1.0, 0.0)
+    return ((jnp.sum(_weighted(ones, multiplicity)) - n)
+            + jnp.sum(_weighted(jnp.where(big, -small, small), multiplicity))
+            + jnp.exp(log_ridge - t))
+
+  # At hi, sum lambda/(lambda + kappa) + ridge/kappa < (total + ridge)/kappa
+  # = n/e; at lo every positive mode is learned and ridge/kappa >= n e^40.
+  hi = jnp.logaddexp(jax.scipy.special.logsumexp(log_w), log_ridge) - log_n
+  hi = jnp.where(jnp.isfinite(hi), hi, 0.0) + 1.0
+  lo = jnp.minimum(jnp.min(jnp.where(pos, log_lam, jnp.inf)),
+                   jnp.where(ridge > 0, log_ridge - log_n, jnp.inf))
+  lo = jnp.minimum(lo, hi) - _LOG_MARGIN
+  has_root = excess(lo) > 0
+
+  def body(_, bounds):
+    lo, hi = bounds
+    mid = 0.5 * (lo + hi)
+    above = excess(mid) > 0
+    return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+
+  lo, hi = jax.lax.fori_loop(0, _BISECTION_STEPS, body, (lo, hi))
+  return jnp.where(has_root, 0.5 * (lo + hi), -jnp.inf), has_root
+
+
+def _prepare(eigenvalues, n, ridge):
+  lam = jnp.asarray(eigenvalues)
+  lam = lam if jnp.issubdtype(lam.dtype, jnp.floating) else lam.astype(float)
+  return lam, jnp.asarray(n, lam.dtype), jnp.asarray(ridge, lam.dtype)
 
 
 def solve_kappa(eigenvalues, n, ridge=0.0, multiplicity=None):
@@ -36,31 +99,8 @@ def solve_kappa(eigenvalues, n, ridge=0.0, multiplicity=None):
   ridge = 0 and n at or above the number of nonzero eigenvalues there is no
   positive solution and kappa = 0 is returned.
   """
-  lam = jnp.asarray(eigenvalues)
-  n = jnp.asarray(n, lam.dtype)
-  ridge = jnp.asarray(ridge, lam.dtype)
-
-  def excess(log_k):
-    k = jnp.exp(log_k)
-    return jnp.sum(_weighted(lam / (lam + k), multiplicity)) + ridge / k - n
-
-  total = jnp.sum(_weighted(lam, multiplicity))
-  hi = jnp.log((total + ridge) / n) + 1.0  # excess(hi) < 0
-  tiny = jnp.finfo(lam.dtype).tiny
-  lo = jnp.log(jnp.maximum(jnp.min(jnp.where(lam > 0, lam, total)) * 1e-12,
-                           tiny * 1e6)) - 20.0
-
-  def body(_, bounds):
-    lo, hi = bounds
-    mid = 0.5 * (lo + hi)
-    pos = excess(mid) > 0
-    return jnp.where(pos, mid, lo), jnp.where(pos, hi, mid)
-
-  lo_f = excess(lo)
-  lo, hi = jax.lax.fori_loop(0, _BISECTION_STEPS, body, (lo, hi))
-  kappa = jnp.exp(0.5 * (lo + hi))
-  # No root above the floor: interpolating regime with n >= rank.
-  return jnp.where(lo_f > 0, kappa, 0.0)
+  lam, n, ridge = _prepare(eigenvalues, n, ridge)
+  return jnp.exp(_log_kappa(lam, n, ridge, multiplicity)[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,16 +113,35 @@ class LearningCurve:
   train_mse: np.ndarray
 
 
+def _learn(lam, log_kappa):
+  """(L_i, 1 - L_i) = sigmoid(+-(log lambda_i - log kappa)), 0 and 1 where lambda_i = 0."""
+  pos = lam > 0
+  z = jnp.log(jnp.where(pos, lam, 1.0)) - log_kappa
+  return (jnp.where(pos, jax.nn.sigmoid(z), 0.0),
+          jnp.where(pos, jax.nn.sigmoid(-z), 1.0))
+
+
 def _one(lam, v2, n, ridge, noise, multiplicity):
-  kappa = solve_kappa(lam, n, ridge, multiplicity)
-  learn = jnp.where(lam > 0, lam / (lam + kappa), 0.0)
-  sum_l2 = jnp.sum(_weighted(learn**2, multiplicity))
-  e0 = n / (n - sum_l2)
-  e0 = jnp.where(n > sum_l2, e0, jnp.inf)
-  bias = jnp.sum((1.0 - learn)**2 * v2)
-  test = e0 * (bias + noise)
-  train = jnp.where(kappa > 0, (ridge / (n * kappa))**2 * test, 0.0)
-  return kappa, e0, test, train
+  """kappa, E0, test and train MSE at one n; Simon et al. 2021, eqs. (1)-(4).
+
+  With s = n - sum_i L_i (= ridge / kappa at a root of eq. (1)), E0 = n / (s +
+  sum_i L_i (1 - L_i)) and train = (s / n)^2 test, the eq. (4) factor
+  (ridge / (n kappa))^2 without a division by kappa. At ridge = 0 and n >= M
+  positive modes (no root, kappa = 0, L_i = 1) this is ordinary least
+  squares: E0 = n / (n - M), train = (n - M)/n (noise + unlearnable power);
+  E[RSS] = (n - M) sigma^2, Hastie, Tibshirani and Friedman 2009, eq. (3.8).
+  """
+  log_kappa, has_root = _log_kappa(lam, n, ridge, multiplicity)
+  learn, unlearn = _learn(lam, log_kappa)
+  slack = jnp.where(has_root, jnp.exp(jnp.log(ridge) - log_kappa),
+                    n - jnp.sum(_weighted(learn, multiplicity)))
+  slack = jnp.maximum(slack, 0.0)
+  denom = slack + jnp.sum(_weighted(learn * unlearn, multiplicity))
+  e0 = jnp.where(denom > 0, n / jnp.where(denom > 0, denom, 1.0), jnp.inf)
+  power = jnp.sum(unlearn**2 * v2) + noise
+  test = jnp.where(power > 0, e0 * power, 0.0)
+  train = jnp.where(slack > 0, (slack / n)**2 * test, 0.0)
+  return jnp.exp(log_kappa), e0, test, train
 
 
 _one_jit = jax.jit(jax.vmap(_one, in_axes=(None, None, 0, None, None, None)))
@@ -90,9 +149,8 @@ _one_jit = jax.jit(jax.vmap(_one, in_axes=(None, None, 0, None, None, None)))
 
 def learnabilities(eigenvalues, n, *, ridge=0.0, multiplicity=None):
   """Per-mode learnability L_i = lambda_i / (lambda_i + kappa); Simon et al. 2021, eq. (2)."""
-  lam = jnp.asarray(eigenvalues)
-  kappa = solve_kappa(lam, n, ridge, multiplicity)
-  return lam / (lam + kappa)
+  lam, n, ridge = _prepare(eigenvalues, n, ridge)
+  return _learn(lam, _log_kappa(lam, n, ridge, multiplicity)[0])[0]
 
 
 def learning_curve(eigenvalues, target_coeffs, n, *, ridge=0.0, noise=0.0,
@@ -114,6 +172,8 @@ def learning_curve(eigenvalues, target_coeffs, n, *, ridge=0.0, noise=0.0,
   Returns:
     A `LearningCurve` with `test_mse` (against noisy test labels, so it
     includes `noise`) and `train_mse` (against the noisy training labels).
+    With ridge = 0 and n >= M positive eigenvalues it is least squares:
+    kappa = 0, train_mse = (n - M)/n (noise + power of modes with lambda = 0).
   """
   lam = np.asarray(eigenvalues)
   v = np.asarray(target_coeffs)

@@ -12,9 +12,11 @@ ones of `plrf_phases.plrf_compute_optimal`.
 prints, per (alpha, beta), the phase, the asymptotic and measured exponents,
 their local values over factor-4 windows of f, and the capacity slope
 -d log P*/d log d over the sizes used (the finite-size part of the loss
-exponent in phases where loss* ~ F_0(d*)).
+exponent in phases where loss* ~ F_0(d*)). Every flag is checked before any
+work; a bad one ends the program with a one-line
+`scaling.plrf_frontier: error: ...` on stderr, exit status 1 and no file
+written. The --out JSON is rewritten atomically after each point.
 """
-import json
 import math
 import os
 import time
@@ -24,8 +26,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from kernels import runs as run_files
 from scaling import plrf
 from scaling import plrf_phases
+from scaling import validation
 
 # One point per phase: Ia, II, III, Ib, Ic, IVa, IVb.
 DEFAULT_POINTS = "0.8:0.3,1.0:0.7,0.7:1.0,0.45:0.45,0.2:1.0,0.35:1.0,0.27:1.0"
@@ -106,11 +110,16 @@ def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
   return out
 
 
+def sizes(d_min: int, d_max: int) -> list:
+  """Powers of 2 from about `d_min` to about `d_max` (log2 rounded)."""
+  return [int(2**k) for k in range(int(round(math.log2(d_min))),
+                                   int(round(math.log2(d_max))) + 1)]
+
+
 def check_point(alpha, beta, *, d_min=32, d_max=2048, v_ratio=4.0, seeds=(0,),
                 max_flops=1e10, lr_factor=1.0) -> dict:
   """Asymptotic against measured compute-optimal exponents at one (alpha, beta)."""
-  ds = [int(2**k) for k in range(int(round(math.log2(d_min))),
-                                 int(round(math.log2(d_max))) + 1)]
+  ds = sizes(d_min, d_max)
   t0 = time.time()
   out = theory_compute_frontier(alpha, beta, ds, max_flops=max_flops,
                                 v_ratio=v_ratio, seeds=seeds,
@@ -135,22 +144,72 @@ def check_point(alpha, beta, *, d_min=32, d_max=2048, v_ratio=4.0, seeds=(0,),
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("points", DEFAULT_POINTS, "alpha:beta pairs, comma-separated.")
-flags.DEFINE_integer("d_min", 32, "smallest d (powers of 2 up to d_max).")
-flags.DEFINE_integer("d_max", 2048, "largest d.")
-flags.DEFINE_float("v_ratio", 4.0, "data dimension v = v_ratio * d.")
-flags.DEFINE_integer("seeds", 4, "draws of W averaged per size.")
-flags.DEFINE_float("max_flops", 1e10, "largest compute f = r d.")
-flags.DEFINE_float("lr_factor", 1.0, "learning rate in units of 0.25 / tr K "
-                   "(the loss diverges beyond about 8).")
-flags.DEFINE_string("out", "", "optional JSON output path.")
+
+
+def define_flags():
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_string("points", DEFAULT_POINTS,
+                      "alpha:beta pairs, comma-separated.")
+  flags.DEFINE_integer("d_min", 32, "smallest d (powers of 2 up to d_max).")
+  flags.DEFINE_integer("d_max", 2048, "largest d.")
+  flags.DEFINE_float("v_ratio", 4.0, "data dimension v = v_ratio * d (>= 1).")
+  flags.DEFINE_integer("seeds", 4, "draws of W averaged per size.")
+  flags.DEFINE_float("max_flops", 1e10, "largest compute f = r d.")
+  flags.DEFINE_float("lr_factor", 1.0, "learning rate in units of 0.25 / tr K "
+                     "(the loss diverges beyond about 8).")
+  flags.DEFINE_string("out", "", "optional JSON output path.")
+
+
+def check_flags(points: str, *, d_min, d_max, v_ratio, seeds, max_flops,
+                lr_factor, out) -> list:
+  """Checks every flag before any work; returns the (alpha, beta) pairs.
+
+  Raises:
+    ValueError: naming the flag, in one line.
+  """
+  pairs = []
+  for item in points.split(","):
+    try:
+      alpha, beta = (float(x) for x in item.split(":"))
+      plrf_phases.check_alpha_beta(alpha, beta)
+    except ValueError as e:
+      raise ValueError(f"--points: {item!r} is not a valid alpha:beta pair "
+                       f"({e}).") from e
+    pairs.append((alpha, beta))
+  try:
+    for name, value in (("d_min", d_min), ("d_max", d_max), ("seeds", seeds)):
+      validation.check_int(f"--{name}", value, minimum=1)
+    for name, value in (("v_ratio", v_ratio), ("max_flops", max_flops),
+                        ("lr_factor", lr_factor)):
+      validation.check_positive_number(f"--{name}", value)
+  except TypeError as e:
+    raise ValueError(str(e)) from e
+  ds = sizes(d_min, d_max)
+  if len(ds) < 3:
+    raise ValueError(f"--d_min={d_min} and --d_max={d_max} give sizes {ds}; "
+                     "the frontier needs at least three powers of 2.")
+  if v_ratio < 1:
+    raise ValueError(f"--v_ratio must be >= 1 (v >= d), got {v_ratio}.")
+  if max_flops <= ds[-1]:
+    raise ValueError(f"--max_flops={max_flops:g} must exceed the largest size "
+                     f"{ds[-1]}.")
+  if out and (os.path.isdir(out) or os.path.isfile(os.path.dirname(out))):
+    raise ValueError(f"--out={out!r} is not a writable file path.")
+  return pairs
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    validation.fail("scaling.plrf_frontier", f"unexpected arguments {argv[1:]}.")
+  try:
+    pairs = check_flags(FLAGS.points, d_min=FLAGS.d_min, d_max=FLAGS.d_max,
+                        v_ratio=FLAGS.v_ratio, seeds=FLAGS.seeds,
+                        max_flops=FLAGS.max_flops, lr_factor=FLAGS.lr_factor,
+                        out=FLAGS.out)
+  except ValueError as e:
+    validation.fail("scaling.plrf_frontier", e)
   rows = []
-  for item in FLAGS.points.split(","):
-    a, b = (float(x) for x in item.split(":"))
+  for a, b in pairs:
     row = check_point(a, b, d_min=FLAGS.d_min, d_max=FLAGS.d_max,
                       v_ratio=FLAGS.v_ratio, seeds=tuple(range(FLAGS.seeds)),
                       max_flops=FLAGS.max_flops, lr_factor=FLAGS.lr_factor)
@@ -163,11 +222,10 @@ def main(argv):
                                        row["local_loss_exponent"])
           + f"; capacity slope {row['capacity_slope']:.3f} "
           f"[{row['seconds']:.0f} s]", flush=True)
-  if FLAGS.out:
-    os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-    with open(FLAGS.out, "w") as fh:
-      json.dump(rows, fh, indent=1)
+    if FLAGS.out:  # rewritten atomically after each point
+      run_files.write_json(FLAGS.out, rows)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  define_flags()
+  app.run(main, flags_parser=validation.flags_parser("scaling.plrf_frontier"))

@@ -21,6 +21,9 @@ from scaling import lbfgs
 from scaling import validation
 
 PARAM_NAMES = ("A", "E", "alpha")
+# Stopping rules of `scaling.lbfgs` (on the objective divided by delta).
+GTOL = 1e-7
+FTOL = 1e-12
 
 
 def default_grid() -> np.ndarray:
@@ -63,7 +66,8 @@ class PowerLawFit:
 
 def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 0,
                   seed: int = 0, confidence: float = 0.95,
-                  grid: Optional[np.ndarray] = None) -> PowerLawFit:
+                  grid: Optional[np.ndarray] = None,
+                  max_iter: int = 500) -> PowerLawFit:
   """Fits y = E + A x^-alpha by Huber regression on log y (offset power law).
 
   Args:
@@ -74,38 +78,48 @@ def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 0,
     seed: resampling seed.
     confidence: interval level.
     grid: (starts, 3) initial (a, e, alpha); defaults to `default_grid()`.
+    max_iter: L-BFGS iteration cap per start.
 
   Returns:
     A `PowerLawFit`; `converged` False (with a RuntimeWarning) when the best
-    start did not meet the stopping rules.
+    start (lowest objective) did not pass the optimality test of
+    `scaling.lbfgs`.
+
+  Raises:
+    ValueError/TypeError: non-positive or non-finite values, mismatched
+      lengths, 3 or fewer points, all-equal `x` (alpha not identifiable),
+      a bad `delta`, `bootstrap`, `confidence` or `grid`.
   """
   x = validation.as_positive_1d("x", x)
   y = validation.as_positive_1d("y", y)
   num = validation.check_same_length(x=x, y=y)
   validation.check_enough_points(num, 3, "fit_power_law")
-  if not (np.isscalar(delta) and delta > 0):
-    raise ValueError(f"`delta` must be a positive number, got {delta!r}.")
-  grid = default_grid() if grid is None else np.asarray(grid, np.float64)
+  validation.check_int("seed", seed)
+  validation.check_fit_options(delta=delta, bootstrap=bootstrap,
+                               confidence=confidence, max_iter=max_iter)
+  grid = validation.check_grid(default_grid() if grid is None else grid,
+                               len(PARAM_NAMES))
+  validation.check_varies("x", x, "alpha")
   with jax.enable_x64(True):
     shared = (jnp.log(x), jnp.log(y), jnp.asarray(delta, jnp.float64))
     res = jax.tree.map(np.asarray, lbfgs.minimize_many(
         objective, jnp.asarray(grid), (jnp.ones(num),) + shared, None,
-        max_iter=500, gtol=1e-7, ftol=1e-12))
-    vals = np.where(res.converged, res.value, np.inf)
-    i = int(np.argmin(vals)) if np.isfinite(vals).any() else int(
-        np.nanargmin(res.value))
+        max_iter=max_iter, gtol=GTOL, ftol=FTOL))
+    i, converged = lbfgs.best_start(res)
     a, e, alpha = res.x[i]
-    converged = bool(res.converged[i])
     if not converged:
-      warnings.warn("fit_power_law: the best start did not converge; result "
-                    "flagged converged=False.", RuntimeWarning, stacklevel=2)
+      warnings.warn("fit_power_law: the best start did not converge "
+                    f"(gradient norm {res.grad_norm[i]:.2e} after "
+                    f"{res.num_iter[i]} iterations, max_iter={max_iter}); "
+                    "the result is flagged converged=False; raise max_iter.",
+                    RuntimeWarning, stacklevel=2)
     intervals = boots = None
     if bootstrap:
       w = bootstrap_lib.resample_weights(seed, num, bootstrap)
       x0s = np.tile(res.x[i], (bootstrap, 1))
       r = jax.tree.map(np.asarray, lbfgs.minimize_many(
           objective, jnp.asarray(x0s), shared, (jnp.asarray(w),),
-          max_iter=500, gtol=1e-7, ftol=1e-12))
+          max_iter=max_iter, gtol=GTOL, ftol=FTOL))
       ok = r.converged
       boots = np.stack([np.exp(r.x[:, 0]), np.exp(r.x[:, 1]), r.x[:, 2]], 1)
       intervals = bootstrap_lib.percentile_intervals(boots[ok], PARAM_NAMES,

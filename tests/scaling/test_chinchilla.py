@@ -129,3 +129,31 @@ def test_csv_loader_drops_nan_rows_and_highest(tmp_path):
   assert runs.num_read == 11 and runs.num_nan_dropped == 1
   assert len(runs.N) == 8 and runs.loss.max() == pytest.approx(2.8)
   np.testing.assert_allclose(runs.D, runs.C / (6 * runs.N))
+
+
+def test_bad_options_and_unidentifiable_exponents_raise():
+  n, d = np.geomspace(1e8, 1e10, 8), np.geomspace(1e9, 1e11, 8)[::-1]
+  loss = 1.7 + 400 / n**0.34 + 410 / d**0.28
+  fit = scaling.fit_chinchilla
+  with pytest.raises(TypeError, match="bootstrap"):
+    fit(n, d, loss, bootstrap=True)
+  with pytest.raises(ValueError, match="grid"):
+    fit(n, d, loss, grid=np.zeros((0, 5)))
+  with pytest.raises(ValueError, match="max_iter"):
+    fit(n, d, loss, max_iter=0)
+  with pytest.raises(ValueError, match="`N` must vary"):
+    fit(np.full(8, 1e9), d, loss)
+  with pytest.raises(ValueError, match="`D` must vary"):
+    fit(n, np.repeat([1e10, 1e11], 4), loss)
+  x, y = np.geomspace(1e2, 1e6, 10), np.linspace(3.0, 2.0, 10)
+  with pytest.raises(ValueError, match="`x` must vary"):
+    scaling.fit_power_law(np.full(10, 1e3), y)
+  with pytest.raises(TypeError, match="bootstrap"):
+    scaling.fit_power_law(x, y, bootstrap=True)
+  with pytest.raises(ValueError, match="grid"):
+    scaling.fit_power_law(x, y, grid=[])
+  with pytest.raises(ValueError, match="rtol"):
+    scaling.approach2(np.geomspace(1e8, 1e9, 6), [1e19] * 6, y[:6], rtol=-1)
+  with pytest.raises(ValueError, match="num_budgets"):
+    scaling.approach1(np.repeat([1e8, 2e8], 3), np.tile([1e9, 2e9, 4e9], 2),
+                      y[:6], num_budgets=0)

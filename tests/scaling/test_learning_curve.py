@@ -33,6 +33,71 @@ def test_limits_and_train_error_formula():
       (0.1 / (50 * curve.kappa[1]))**2 * curve.test_mse[1], rel=1e-5)
 
 
+def _least_squares_mc(lam, v, n, noise, draws=80, seed=0):
+  """Mean and standard error of train and test MSE of least squares by simulation.
+
+  Kernel features sqrt(lambda_k) z_k with z_k iid N(0, 1) (orthonormal
+  eigenfunctions), target sum_k v_k z_k plus noise of variance `noise`; the
+  ridgeless predictor is least squares on the features with lambda_k > 0
+  (the same fit as on the z_k, since least squares ignores column scales),
+  and its test error is exact given the weights.
+  """
+  rng = np.random.default_rng(seed)
+  pos = lam > 0
+  train, test = [], []
+  for _ in range(draws):
+    z = rng.standard_normal((n, len(lam)))
+    y = z @ v + np.sqrt(noise) * rng.standard_normal(n)
+    feats = z[:, pos]
+    w = np.linalg.solve(feats.T @ feats, feats.T @ y)
+    train.append(np.mean((feats @ w - y)**2))
+    test.append(np.sum((w - v[pos])**2) + np.sum(v[~pos]**2) + noise)
+  se = lambda a: np.std(a) / np.sqrt(draws)
+  return np.mean(train), se(train), np.mean(test), se(test)
+
+
+@pytest.mark.parametrize("num_zero", [0, 40])
+def test_ridgeless_above_the_number_of_modes_is_least_squares(num_zero):
+  """n = 600 > M = 300 modes: train and test MSE of least squares, by simulation."""
+  k = np.arange(1.0, 301.0)
+  lam = np.concatenate([k**-1.5, np.zeros(num_zero)])  # zero modes: unlearnable
+  v = np.concatenate([1.0 / k, np.full(num_zero, 0.05)])
+  theory = scaling.learning_curve(lam, v, [600], ridge=0.0, noise=0.1)
+  train, train_se, test, test_se = _least_squares_mc(lam, v, 600, 0.1)
+  print(f"zero modes {num_zero}: train theory {float(theory.train_mse[0]):.5f}"
+        f" sim {train:.5f} +- {train_se:.5f}; test theory "
+        f"{float(theory.test_mse[0]):.4f} sim {test:.4f} +- {test_se:.4f}")
+  assert abs(float(theory.train_mse[0]) - train) < 4 * train_se + 1e-3 * train
+  assert abs(float(theory.test_mse[0]) - test) < 4 * test_se + 0.01 * test
+
+
+def _all_fields(curve):
+  return np.stack([np.asarray(getattr(curve, f), np.float64) for f in
+                   ("kappa", "overfitting", "test_mse", "train_mse")])
+
+
+@pytest.mark.parametrize("lam,v,n,ridge,noise", [
+    (np.logspace(0, -20, 50), np.ones(50), [10, 40], 0.0, 0.0),
+    (np.logspace(0, -30, 50), np.ones(50), [5, 40, 80], 0.0, 0.1),
+    (np.arange(1, 301.0)**-1.5, 1 / np.arange(1, 301.0), [10, 299, 600], 0.0,
+     0.1),
+    (np.arange(1, 301.0)**-1.5, 1 / np.arange(1, 301.0), [10, 300, 600], 1e-9,
+     0.1)])
+def test_float32_agrees_with_float64(lam, v, n, ridge, noise):
+  low = _all_fields(scaling.learning_curve(lam, v, n, ridge=ridge, noise=noise))
+  with jax.enable_x64(True):
+    high = _all_fields(scaling.learning_curve(lam, v, n, ridge=ridge,
+                                              noise=noise))
+  print("float32", low, "\nfloat64", high)
+  assert np.all(np.isfinite(high)) and np.all(np.isfinite(low))
+  np.testing.assert_allclose(low, high, rtol=1e-5, atol=1e-30)
+  # And kappa solves eq. (1) in float64.
+  for kappa, size in zip(high[0], n):
+    if kappa > 0:
+      assert np.sum(lam / (lam + kappa)) + ridge / kappa == pytest.approx(
+          size, rel=1e-8)
+
+
 def test_bad_input():
   with pytest.raises(ValueError, match="eigenvalues"):
     scaling.learning_curve([-1.0, 1.0], [1.0, 1.0], 10)
