@@ -47,6 +47,10 @@ from dmft import results
 from dmft import validation as val
 
 
+# Default stopping tolerance of sampled solves, relative to n_samples^-1/2.
+MC_TOL_FACTOR = 0.2
+
+
 def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
                     input_std=1.0, readout_std=1.0, residual=False,
                     branch_multiplier=1.0):
@@ -107,7 +111,7 @@ def _tile(k, tn):
     jax.jit,
     static_argnames=("act", "depth", "steps", "n_train", "n_samples",
                      "n_response", "residual", "exact_linear"))
-def _solve(x_all, y, key, init_phis, init_gs, ntk0, *, act, depth, steps,
+def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps,
            n_train, n_samples, gamma0, lr, damping, tol, max_iterations,
            w_std, input_std, readout_std, residual, beta, exact_linear,
            n_response):
@@ -167,6 +171,20 @@ def _solve(x_all, y, key, init_phis, init_gs, ntk0, *, act, depth, steps,
     return jnp.linalg.norm(new - old) / jnp.maximum(
         jnp.linalg.norm(new), jnp.finfo(dtype).tiny)
 
+  def factor(c):
+    """Factor F with F F^T = c that maps the whitened sources to samples.
+
+    Exact linear solves need a triangular factor (Stein responses are
+    triangular solves with it). Sampling uses the symmetric square root: the
+    two-time kernels are nearly rank-deficient (exactly so in the lazy limit)
+    and a Cholesky factor with an adaptively chosen jitter is a
+    discontinuous, rounding-dominated function of them, so that the
+    fixed-point map over quenched samples never settled below ~1e-3.
+    """
+    if exact_linear:
+      return gaussian.cholesky_with_jitter(c)
+    return gaussian.psd_sqrt(c), jnp.zeros((), dtype)
+
   def run_fields(params):
     """Samples the fields for the current order parameters."""
     phis, gs, resp_a, resp_b, delta = params
@@ -175,14 +193,14 @@ def _solve(x_all, y, key, init_phis, init_gs, ntk0, *, act, depth, steps,
     u_src, chol_u = [u1[None].repeat(tn, 0)], [None]
     for l in range(1, big_l):
       c = sig[l] ** 2 * phis[l - 1].reshape(n_u, n_u)
-      chol, j = gaussian.cholesky_with_jitter(c)
+      chol, j = factor(c)
       jit_max = jnp.maximum(jit_max, j)
       chol_u.append(chol)
       u_src.append((chol @ eps_u[l - 1]).reshape(tn, q, s_dim))
     r_src, chol_r = [], []
     for l in range(big_l - 1):
       c = sig[l + 1] ** 2 * gs[l + 1].reshape(n_r, n_r)
-      chol, j = gaussian.cholesky_with_jitter(c)
+      chol, j = factor(c)
       jit_max = jnp.maximum(jit_max, j)
       chol_r.append(chol)
       r_src.append((chol @ eps_r[l]).reshape(tn, p, s_dim))
@@ -318,6 +336,15 @@ def _solve(x_all, y, key, init_phis, init_gs, ntk0, *, act, depth, steps,
       gf = g_tr[:, l].reshape(n_r, s_dim)
       new_phis.append(expect(pf, pf).reshape(tn, q, tn, q))
       new_gs.append(expect(gf, gf).reshape(tn, p, tn, p))
+    if not exact_linear:
+      # Control variate: the exact t = 0 kernels replace their Monte Carlo
+      # estimates on the same samples (a shift constant in time), so that
+      # only the change of the kernels during training is sampled and the
+      # lazy limit (gamma0 -> 0) has the exact NTK.
+      new_phis = [k + _tile(k0 - k[0, :, 0, :], tn)
+                  for k, k0 in zip(new_phis, init_phis)]
+      new_gs = [k + _tile(k0 - k[0, :, 0, :], tn)
+                for k, k0 in zip(new_gs, init_gs)]
     if exact_linear:
       for l in range(big_l - 1):
         # Fields are linear in the sources: the responses are the exact
@@ -395,13 +422,27 @@ def _solve(x_all, y, key, init_phis, init_gs, ntk0, *, act, depth, steps,
       phi_last[0][None])
   resid = f[:, :p] - y[None]
   per_sample = jnp.einsum("tps,tp->ts", prod[:, :p], resid) / (p * gamma0)
+  # The same for the test loss, and the relative standard error of the
+  # sampled last-layer kernel Phi^L(T, T) on training points.
+  test_resid = f[:, p:] - y_test[None]
+  per_test = jnp.einsum("tps,tp->ts", prod[:, p:], test_resid) / (
+      max(q - p, 1) * gamma0)
+  pl = phi_last[-1, :p]
+  pair = pl[:, None, :] * pl[None, :, :]
+  kern_se = jnp.linalg.norm(jnp.std(pair, axis=-1)) / jnp.sqrt(s_dim) / (
+      jnp.maximum(jnp.linalg.norm(jnp.mean(pair, axis=-1)),
+                  jnp.finfo(dtype).tiny))
   if exact_linear:
     loss_se = jnp.zeros((tn,), dtype)
+    test_se = jnp.zeros((tn,), dtype)
+    kern_se = jnp.zeros((), dtype)
   else:
     loss_se = jnp.std(per_sample, axis=-1) / jnp.sqrt(s_dim)
+    test_se = jnp.std(per_test, axis=-1) / jnp.sqrt(s_dim)
   return dict(f=f, ntk=ntk, phis=phis, gs=gs, resp_a=resp_a, resp_b=resp_b,
               n_iterations=it, residual=res,
-              jitter=jnp.maximum(jit_max, fields["jitter"]), loss_se=loss_se)
+              jitter=jnp.maximum(jit_max, fields["jitter"]), loss_se=loss_se,
+              test_loss_se=test_se, kernel_rel_se=kern_se)
 
 
 def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
@@ -434,7 +475,10 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
       (default (L - 1)^-1/2, depth-muP).
     damping: fixed-point damping in (0, 1].
     tol: tolerance on the relative change of the order parameters per
-      iteration (default 1e-4 in float32, 1e-7 in float64).
+      iteration (default 1e-4 in float32, 1e-7 in float64, and for sampled
+      solves of nonlinear networks at least 0.2 n_samples^-1/2, a fifth of the relative Monte
+      Carlo error of the sampled order parameters, below which further
+      iterations cannot be resolved).
     max_iterations: iteration cap; exceeding it raises NonConvergenceError.
     kernel_times: number of time points in the reported two-time kernels.
     raise_on_nonconvergence: raise rather than return converged=False.
@@ -443,7 +487,12 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
       by `solve_deep_linear`.
 
   Returns:
-    A `DMFTResult`.
+    A `DMFTResult`. Its sampling accuracy: `mc_error`, the Monte Carlo
+    standard error of the train loss at each step; info["test_mc_error"] the
+    same for the test loss (with y_test); info["kernel_rel_error"] the
+    relative standard error of the sampled last-layer kernel at the final
+    step. The t = 0 kernels and NTK are exact (control variate), so the
+    lazy limit is limited only by these errors.
 
   Raises:
     ValueError, TypeError: bad input. DivergenceError: the dynamics blow up.
@@ -475,6 +524,13 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
   dtype = val.default_dtype()
   if tol is None:
     tol = 1e-7 if dtype == jnp.float64 else 1e-4
+    if not exact_linear and act.ab != (1.0, 1.0):
+      # (Linear fields are exact on the moment-matched samples.) The sampled order parameters carry a relative Monte Carlo error
+      # ~ n_samples^-1/2, and with kinked activations (relu) the map over the
+      # quenched samples jumps by ~1/n_samples whenever a sample crosses a
+      # kink, so changes far below the sampling error can neither be resolved
+      # nor always be reached: stop once they are 5x below it.
+      tol = max(tol, MC_TOL_FACTOR / math.sqrt(n_samples))
   tol = val.positive_float(tol, "tol")
   max_iterations = val.positive_int(max_iterations, "max_iterations")
   n_response = val.positive_int(n_response, "n_response")
@@ -484,7 +540,10 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
       act, x_all, p, depth, w_std=w_std, input_std=input_std,
       readout_std=readout_std, residual=residual, branch_multiplier=beta)
   lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
-  out = _solve(x_all, yy, key, phis0, gs0, ntk0, act=act, depth=depth,
+  # (zeros when there are no test targets; the test error is then unused)
+  y_test_all = jnp.zeros((x_all.shape[0] - p,), x_all.dtype) if yt is None else (
+      jnp.asarray(yt, x_all.dtype))
+  out = _solve(x_all, yy, y_test_all, key, phis0, gs0, ntk0, act=act, depth=depth,
                steps=steps, n_train=p, n_samples=n_samples, gamma0=gamma0,
                lr=lr, damping=damping, tol=tol, max_iterations=max_iterations,
                w_std=w_std, input_std=input_std, readout_std=readout_std,
@@ -501,7 +560,9 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
       raise errors.NonConvergenceError(
           f"deep DMFT did not converge: relative residual {res:.3g} > tol "
           f"{tol:.3g} after {n_it} iterations (max_iterations="
-          f"{max_iterations}); lower damping or lr, or raise max_iterations",
+          f"{max_iterations}); lower damping or lr, raise max_iterations, "
+          "or (sampled solves) leave tol at its default, which is set by "
+          "the Monte Carlo error of n_samples",
           res, n_it)
   else:
     lazy.check_finite(loss, lr, gamma0)
@@ -516,10 +577,14 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
                 for k in out["gs"]])
   g = np.transpose(g, (0, 1, 3, 2, 4))
   f_test = test_loss = None
+  mc_info = {}
+  if not exact_linear:
+    mc_info["kernel_rel_error"] = float(out["kernel_rel_se"])
   if xt is not None:
     f_test = f[:, p:]
     if yt is not None:
       test_loss = 0.5 * np.mean((f_test - np.asarray(yt)[None]) ** 2, axis=1)
+      mc_info["test_mc_error"] = np.asarray(out["test_loss_se"])
   return results.DMFTResult(
       loss=loss, f_train=f[:, :p], f_test=f_test, test_loss=test_loss,
       ntk=np.asarray(out["ntk"]), ntk_test_train=None,
@@ -531,7 +596,8 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
                 activation=act.name, gamma0=gamma0, lr=lr, steps=steps,
                 n_samples=0 if exact_linear else n_samples, damping=damping,
                 tol=tol, W_std=w_std, input_std=input_std,
-                readout_std=readout_std, dtype=str(np.dtype(dtype))))
+                readout_std=readout_std, dtype=str(np.dtype(dtype)),
+                **mc_info))
 
 
 def _with_test(x, x_test, y_test):

@@ -55,3 +55,24 @@ def cholesky_with_jitter(cov, max_jitter=MAX_JITTER):
   chol, ok = factor(j_start)
   chol, ok, j = jax.lax.while_loop(cond, body, (chol, ok, j_start))
   return jnp.where(ok, chol, jnp.nan), j
+
+
+def psd_sqrt(cov):
+  """Symmetric square root S = C^1/2 (S S^T = C) of a PSD covariance, no jitter.
+
+  Higham (2008), "Functions of Matrices", Thm. 6.2 (the principal square root
+  by the spectral decomposition). Eigenvalues are soft-thresholded,
+  max(lambda - c, 0) with c = n eps lambda_max, which removes rounding noise
+  and small negative eigenvalues continuously. Unlike a Cholesky factor of a
+  rank-deficient matrix (plus an adaptively chosen jitter), S is a continuous
+  function of C and exactly reproduces its null space: a two-time kernel that
+  is constant in time gives sources that are constant in time. Sampling with
+  it therefore keeps a fixed-point map over quenched samples deterministic
+  and continuous.
+  """
+  cov = 0.5 * (cov + cov.T)
+  lam, vec = jnp.linalg.eigh(cov)
+  lam_max = jnp.maximum(jnp.max(lam), jnp.finfo(cov.dtype).tiny)
+  cut = cov.shape[0] * jnp.finfo(cov.dtype).eps * lam_max
+  root = jnp.sqrt(jnp.maximum(lam - cut, 0.0))
+  return (vec * root[None, :]) @ vec.T

@@ -2,12 +2,16 @@ r"""Solves a DMFT, trains finite-width ensembles and compares them.
 
   python -m dmft.run --config=dmft/configs/two_layer.py --out=runs/dmft2
 
+Configs: dmft/configs/{two_layer,deep,residual}.py; --out defaults to
+runs/dmft_<config name>.
+
 Writes OUT/config.json, OUT/metrics.jsonl (one record per finished stage),
 OUT/*.png (theory against width-N networks), OUT/summary.md, and caches
 (OUT/cache/*.npz). Every write is atomic; a rerun skips the stages whose cache
 exists, so an interrupted run resumes where it stopped.
 """
 import os
+import sys
 import time
 
 from absl import app
@@ -28,10 +32,59 @@ from dmft import two_layer
 FLAGS = flags.FLAGS
 
 
+_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "configs")
+SOLVERS = ("two_layer", "deep", "residual")
+_REQUIRED = ("solver", "data", "activation", "gamma0", "lr", "steps",
+             "n_samples", "seed", "widths", "n_seeds", "gamma_sweep",
+             "sweep_samples")
+
+
+def available_configs():
+  """Names of the configs shipped in dmft/configs (without '.py')."""
+  return sorted(n[:-3] for n in os.listdir(_CONFIG_DIR)
+                if n.endswith(".py") and not n.startswith("_"))
+
+
 def define_flags():
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  config_flags.DEFINE_config_file("config", None, "ml_collections config")
-  flags.DEFINE_string("out", None, "output folder")
+  names = ", ".join(f"dmft/configs/{n}.py" for n in available_configs())
+  config_flags.DEFINE_config_file(
+      "config", None, f"Required. ml_collections config file, one of: {names} "
+      "(fields can be overridden, e.g. --config.gamma0=0.5).")
+  flags.DEFINE_string(
+      "out", None, "Output folder (default: runs/dmft_<config name>, e.g. "
+      "runs/dmft_two_layer for dmft/configs/two_layer.py).")
+
+
+def validate_config(cfg):
+  """Raises ValueError naming the first bad config field (before any work)."""
+  missing = [k for k in _REQUIRED if k not in cfg]
+  if missing:
+    raise ValueError(f"config is missing field(s) {missing}")
+  if cfg.solver not in SOLVERS:
+    raise ValueError(f"config.solver must be one of {SOLVERS}, got "
+                     f"{cfg.solver!r}")
+  if cfg.solver != "two_layer" and (
+      "depth" not in cfg or not isinstance(cfg.depth, int) or cfg.depth < 1 or
+      (cfg.solver == "residual" and cfg.depth < 2)):
+    raise ValueError("config.depth must be an integer >= 1 (>= 2 for "
+                     f"'residual'), got {cfg.get('depth')!r}")
+  for k in ("steps", "n_samples", "n_seeds", "sweep_samples"):
+    if not isinstance(cfg[k], int) or cfg[k] < 1:
+      raise ValueError(f"config.{k} must be a positive integer, got "
+                       f"{cfg[k]!r}")
+  for k in ("gamma0", "lr"):
+    if not isinstance(cfg[k], (int, float)) or not cfg[k] > 0:
+      raise ValueError(f"config.{k} must be a positive number, got "
+                       f"{cfg[k]!r}")
+  if any(not isinstance(w, int) or w < 1 for w in cfg.widths):
+    raise ValueError(f"config.widths must be positive integers, got "
+                     f"{list(cfg.widths)!r}")
+  if any(not isinstance(g, (int, float)) or not g > 0
+         for g in cfg.gamma_sweep):
+    raise ValueError(f"config.gamma_sweep must be positive numbers, got "
+                     f"{list(cfg.gamma_sweep)!r}")
 
 
 def solve_theory(cfg, x, y, xt, yt, gamma0=None, n_samples=None):
@@ -47,8 +100,8 @@ def solve_theory(cfg, x, y, xt, yt, gamma0=None, n_samples=None):
     return deep.solve_deep(x, y, depth=cfg.depth,
                            residual=cfg.solver == "residual",
                            n_response=cfg.get("n_response", 256), **common)
-  raise ValueError(f"config.solver must be 'two_layer', 'deep' or 'residual', "
-                   f"got {cfg.solver!r}")
+  raise ValueError(f"config.solver must be one of {SOLVERS}, got "
+                   f"{cfg.solver!r}")
 
 
 def _result_arrays(r):
@@ -58,6 +111,9 @@ def _result_arrays(r):
 
 def run(cfg, out):
   """Runs (or resumes) the experiment of `cfg` in folder `out`."""
+  validate_config(cfg)
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ValueError(f"out must be a folder, but {out!r} is a file")
   os.makedirs(os.path.join(out, "cache"), exist_ok=True)
   io.write_json(os.path.join(out, "config.json"), cfg.to_dict())
   metrics_path = os.path.join(out, "metrics.jsonl")
@@ -189,15 +245,47 @@ def _summary_md(cfg, theory, ens, summary, sweep, y):
   return "\n".join(lines) + "\n"
 
 
+def default_out(config_path):
+  """runs/dmft_<config file stem> (overrides after ':' dropped)."""
+  stem = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
+  return os.path.join("runs", f"dmft_{stem}")
+
+
 def main(argv):
-  del argv
-  if FLAGS.out is None:
-    raise app.UsageError("--out is required")
-  logging.info("writing to %s", FLAGS.out)
-  run(FLAGS.config, FLAGS.out)
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  out = FLAGS.out
+  if out is None:
+    out = default_out(config_flags.get_config_filename(FLAGS["config"]))
+  try:
+    validate_config(FLAGS.config)
+    if os.path.exists(out) and not os.path.isdir(out):
+      raise ValueError(f"--out must be a folder, but {out!r} is a file")
+  except ValueError as e:
+    sys.exit(f"dmft.run: error: {e}")  # one line, no traceback
+  logging.info("writing to %s", out)
+  run(FLAGS.config, out)
+
+
+def check_config_path(argv):
+  """Exits with a one-line error when --config names a missing file.
+
+  (ml_collections would otherwise fail with a traceback while parsing.)
+  """
+  for i, a in enumerate(argv):
+    path = None
+    if a.startswith("--config="):
+      path = a.split("=", 1)[1]
+    elif a == "--config" and i + 1 < len(argv):
+      path = argv[i + 1]
+    if path is not None and not os.path.isfile(path.split(":")[0]):
+      names = ", ".join(f"dmft/configs/{n}.py" for n in available_configs())
+      sys.exit(f"dmft.run: error: --config file {path!r} not found; "
+               f"available: {names}")
 
 
 if __name__ == "__main__":
+  check_config_path(sys.argv)
   define_flags()
   flags.mark_flag_as_required("config")
   app.run(main)

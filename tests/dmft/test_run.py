@@ -44,3 +44,39 @@ def test_run_writes_folder_and_resumes(tmp_path):
   assert os.path.exists(os.path.join(out, "cache", "width_64.npz"))
   assert os.path.getmtime(os.path.join(out, "cache", "dmft.npz")) == before
   assert not [n for n in os.listdir(out) if n.startswith(".tmp")]
+
+
+def _program(*args, cwd):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  env = dict(os.environ, PYTHONPATH=root)
+  return subprocess.run([sys.executable, "-m", "dmft.run", *args], cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_program_help_and_bad_flags(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  helped = _program("--help", cwd=root)
+  # (absl exits with status 1 after --help)
+  for name in ("two_layer", "deep", "residual"):
+    assert f"dmft/configs/{name}.py" in helped.stdout
+  assert "Required" in helped.stdout and "runs/dmft_" in helped.stdout
+  out = tmp_path / "bad"
+  for args, expected in (
+      ([f"--config={root}/dmft/configs/deep.py", "--config.solver=foo",
+        f"--out={out}"], "config.solver"),
+      ([f"--config={root}/dmft/configs/deep.py", "--config.steps=0",
+        f"--out={out}"], "config.steps"),
+      ([f"--config={root}/dmft/configs/nope.py", f"--out={out}"],
+       "not found")):
+    bad = _program(*args, cwd=str(tmp_path))
+    assert bad.returncode != 0, args
+    assert "Traceback" not in bad.stderr, bad.stderr
+    lines = [l for l in bad.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and expected in lines[0], bad.stderr
+    assert not out.exists()  # no config.json written on a bad flag
+  assert run.default_out("dmft/configs/deep.py") == os.path.join(
+      "runs", "dmft_deep")
