@@ -5,8 +5,15 @@ Modules: `stax` (layers), `parameterization` (abc scaling as data), `empirical`
 infinite-width networks), `optim` (optax with per-layer learning rates),
 `flax_module` (the same network in Flax), `sharding` (batched, multi-device kernels).
 """
+from kernels import empirical
+from kernels import flax_module
+from kernels import monte_carlo
+from kernels import optim
 from kernels import parameterization
+from kernels import predict
+from kernels import sharding
 from kernels import stax
 from kernels.kernel import Kernel
 
-__all__ = ["Kernel", "parameterization", "stax"]
+__all__ = ["Kernel", "empirical", "flax_module", "monte_carlo", "optim", "parameterization",
+           "predict", "sharding", "stax"]

@@ -91,6 +91,12 @@ def _check_axes(trace_axes, diagonal_axes, out_ndim):
   return trace, diag
 
 
+def _check_params(params) -> None:
+  if params is None or not jax.tree_util.tree_leaves(params):
+    raise TypeError("params must be the network's parameters (a pytree of arrays, e.g. from "
+                    f"init_fn), got {params!r}.")
+
+
 def _lr_leaves(params, learning_rates):
   leaves = jax.tree_util.tree_leaves(params)
   if learning_rates is None:
@@ -241,6 +247,7 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     return _ntvp_ntk(g, x1, x2, params, trace, diag, lrs)
 
   def ntk_fn(x1, x2, params, **kwargs):
+    _check_params(params)
     x1 = validation.as_float_array(x1, "x1")
     x2 = None if x2 is None else validation.as_float_array(x2, "x2")
     if x2 is not None and x2.shape[1:] != x1.shape[1:]:
@@ -258,12 +265,17 @@ def empirical_nngp_fn(f: Callable, trace_axes: Axes = (-1,),
     raise TypeError(f"f must be callable, got {type(f).__name__}.")
 
   @jax.jit
-  def nngp_fn(x1, x2, params):
+  def _nngp(x1, x2, params):
     y1 = f(params, x1)
     y2 = y1 if x2 is None else f(params, x2)
     trace, diag = _check_axes(trace_axes, diagonal_axes, y1.ndim)
     s1, s2, so = _contraction(y1.ndim, trace, diag, "")
     return jnp.einsum(f"{s1},{s2}->{so}", y1, y2) / _trace_size(y1.shape, trace)
+
+  def nngp_fn(x1, x2, params):
+    _check_params(params)
+    return _nngp(validation.as_float_array(x1, "x1"),
+                 None if x2 is None else validation.as_float_array(x2, "x2"), params)
 
   return nngp_fn
 
@@ -310,8 +322,7 @@ def empirical_kernel_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Ax
   nngp_fn = empirical_nngp_fn(f, trace_axes, diagonal_axes)
 
   def kernel_fn(x1, x2=None, get=None, params=None, **kwargs):
-    if params is None:
-      raise TypeError("kernel_fn needs params.")
+    _check_params(params)
     get_t, single = canonicalize_get(get)
     get_t = get_t or ("nngp", "ntk")
     fns = {"nngp": lambda: nngp_fn(x1, x2, params), "ntk": lambda: ntk_fn(x1, x2, params, **kwargs)}

@@ -8,7 +8,10 @@ For fully-connected networks a kernel between inputs ``x1`` (n1 points) and ``x2
 * ``cov1``  (n1,) and ``cov2`` (n2,): the variances of the same outputs at x1 and x2,
 
 and ``covs``, the variances at the input of every nonlinearity, keyed by its
-position. Kernels are computed in two passes: a *diagonal* pass (``diagonal=True``,
+position (``covs[()]``: the inputs' own variances; no nonlinearity sits at the
+root). ``keys1`` (n1, 2) and ``keys2`` (n2, 2) are 64-bit hashes of the input rows: a pair with equal keys is one input twice, and every layer gives it exactly
+the diagonal value (correlation exactly 1), whatever the rounding of the Gram
+product, the batch tiling or the depth. Kernels are computed in two passes: a *diagonal* pass (``diagonal=True``,
 vectors only, O(n L)) that fills ``covs``, then the (n1, n2) pass that reads them.
 Separating the passes keeps the compiled program linear in depth (otherwise the
 compiler re-derives every variance inside every fused matrix loop).
@@ -36,6 +39,8 @@ class Kernel:
   cov1: jax.Array
   cov2: jax.Array
   covs: Optional[dict] = None
+  keys1: Optional[jax.Array] = None
+  keys2: Optional[jax.Array] = None
   width: int = dataclasses.field(default=1, metadata=dict(static=True))
   is_gaussian: bool = dataclasses.field(default=False, metadata=dict(static=True))
   source: Hashable = dataclasses.field(default="input", metadata=dict(static=True))
@@ -49,34 +54,70 @@ class Kernel:
   def shape(self):
     return self.nngp.shape
 
+  def same_inputs(self) -> Optional[jax.Array]:
+    """(n1, n2) mask of the pairs that are one input twice (None without keys)."""
+    if self.keys1 is None or self.keys2 is None:
+      return None
+    a, b = self.keys1, self.keys2
+    return (a[:, None, 0] == b[None, :, 0]) & (a[:, None, 1] == b[None, :, 1])
+
 
 jax.tree_util.register_dataclass(
     Kernel,
-    data_fields=["nngp", "ntk", "cov1", "cov2", "covs"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "covs", "keys1", "keys2"],
     meta_fields=["width", "is_gaussian", "source", "x1_is_x2", "diagonal"])
 
 
-def diagonal_mask(n: int) -> jax.Array:
-  """(n, n) boolean mask of the diagonal, built from iotas so that it fuses into consumers."""
-  return jnp.arange(n)[:, None] == jnp.arange(n)[None, :]
+def _fmix32(h: jax.Array) -> jax.Array:
+  """The 32-bit finaliser of MurmurHash3: a bijection that mixes every input bit."""
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x85EBCA6B)
+  h = h ^ (h >> 13)
+  h = h * jnp.uint32(0xC2B2AE35)
+  return h ^ (h >> 16)
+
+
+def row_keys(x: jax.Array) -> jax.Array:
+  """(n, 2) uint32 hashes of the rows of ``x`` (n, d): equal rows, equal keys.
+
+  Keys are sums of position-salted mixes of the rows' bit patterns (two
+  independent 32-bit hashes; distinct rows collide with probability ~2^-64).
+  ``-0.0`` and ``0.0`` hash alike, as they compare equal.
+  """
+  x = x.reshape(x.shape[0], -1)
+  if x.dtype.itemsize < 4:
+    x = x.astype(jnp.float32)
+  x = jnp.where(x == 0, jnp.zeros((), x.dtype), x)
+  bits = jax.lax.bitcast_convert_type(x, jnp.uint32).reshape(x.shape[0], -1)
+  pos = jnp.arange(bits.shape[1], dtype=jnp.uint32)
+  keys = []
+  for salt in (0x9E3779B9, 0x7F4A7C15):
+    salted = bits ^ _fmix32(pos * jnp.uint32(2) + jnp.uint32(salt))
+    keys.append(jnp.sum(_fmix32(salted), axis=1, dtype=jnp.uint32))
+  return jnp.stack(keys, axis=1)
 
 
 def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
                  diagonal: bool = False, covs: Optional[dict] = None) -> Kernel:
   """Kernel of the raw inputs: per-feature second moments x1 x2^T / d (Lee et al. 2018, eq. 5)."""
   d = x1.shape[-1]
-  cov1 = jnp.sum(x1 * x1, axis=-1) / d
-  cov2 = cov1 if x2 is None else jnp.sum(x2 * x2, axis=-1) / d
   static = dict(width=d, is_gaussian=False, source="input", x1_is_x2=x2 is None)
+  if covs and () in covs:  # the diagonal pass's values: one rounding for both passes
+    cov1, cov2 = covs[()]
+  else:
+    cov1 = jnp.sum(x1 * x1, axis=-1) / d
+    cov2 = cov1 if x2 is None else jnp.sum(x2 * x2, axis=-1) / d
   if diagonal:
-    return Kernel(nngp=cov1, ntk=None, cov1=cov1, cov2=cov2, covs={}, diagonal=True, **static)
+    return Kernel(nngp=cov1, ntk=None, cov1=cov1, cov2=cov2, covs={(): (cov1, cov2)},
+                  diagonal=True, **static)
+  keys1 = row_keys(x1)
+  keys2 = keys1 if x2 is None else row_keys(x2)
   # Times 1/d, not divided by d: a division per entry would end the fused loop of
   # the (n1, n2) pass that follows (see kernels.stax.layer.one_loop).
-  if x2 is None:
-    nngp = (x1 @ x1.T) * (1.0 / d)
-    # Same rounding on the diagonal as cov1, so a point's correlation with itself is exactly 1.
-    nngp = jnp.where(diagonal_mask(nngp.shape[0]), cov1[:, None], nngp)
-  else:
-    nngp = (x1 @ x2.T) * (1.0 / d)
+  nngp = (x1 @ (x1 if x2 is None else x2).T) * (1.0 / d)
+  k = Kernel(nngp=nngp, ntk=None, cov1=cov1, cov2=cov2, covs=covs, keys1=keys1, keys2=keys2,
+             **static)
+  # One input twice gets the rounding of its own variance: correlation exactly 1.
+  nngp = jnp.where(k.same_inputs(), cov1[:, None], nngp)
   ntk = jnp.zeros((), nngp.dtype) if compute_ntk else None  # broadcasts; no (n1, n2) pass
-  return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, covs=covs, **static)
+  return k.replace(nngp=nngp, ntk=ntk)

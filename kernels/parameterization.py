@@ -157,9 +157,15 @@ def mean_field(gamma0: float) -> Parameterization:
 
 def depth_mup(depth: int, gamma0: float = 1.0, branch_exponent: float = 0.5) -> Parameterization:
   """Depth-muP: muP plus residual branches scaled by depth**-branch_exponent (Bordelon et al. 2023, eq. 1)."""
+  if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+    raise ValueError(f"depth must be a positive integer (the number of residual blocks), "
+                     f"got {depth!r}.")
+  if not isinstance(branch_exponent, (int, float)) or not 0 <= branch_exponent <= 1:
+    raise ValueError(f"branch_exponent must be a number in [0, 1] (1/2: depth-muP, 1: 1/L), "
+                     f"got {branch_exponent!r}.")
   p = mup(gamma0)
   return dataclasses.replace(p, name=f"depth_mup(L={depth}, alpha={branch_exponent:g})",
-                             depth=int(depth), branch_exponent=float(branch_exponent))
+                             depth=depth, branch_exponent=float(branch_exponent))
 
 
 PRESETS = {"ntk": ntk, "standard": standard, "mup": mup, "mean_field": mean_field,

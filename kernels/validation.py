@@ -73,11 +73,39 @@ def check_positive_int(value, name: str) -> int:
   return int(value)
 
 
+def _number(value, name: str, what: str):
+  """A concrete Python float, or a traced JAX scalar unchanged (hyperparameters under
+  ``jax.grad``/``jit`` are data); raises TypeError naming the argument otherwise."""
+  if isinstance(value, (jax.Array, np.ndarray)) and not isinstance(value, bool):
+    if value.ndim != 0 or not (jnp.issubdtype(value.dtype, jnp.floating)
+                               or jnp.issubdtype(value.dtype, jnp.integer)):
+      raise TypeError(f"{name} must be {what}, got an array of shape {value.shape} and dtype "
+                      f"{value.dtype}.")
+    try:
+      return float(value)
+    except TypeError:  # a tracer: checked by the computation that uses it, not here
+      return value
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f"{name} must be {what}, got {value!r}.")
+  return float(value)
+
+
+def is_traced(value) -> bool:
+  return isinstance(value, jax.Array) and not isinstance(value, float)
+
+
+def check_real(value, name: str) -> float:
+  """A finite real number (or a traced JAX scalar), else an error naming ``name``."""
+  value = _number(value, name, "a finite real number")
+  if not is_traced(value) and not np.isfinite(value):
+    raise ValueError(f"{name} must be a finite real number, got {value}.")
+  return value
+
+
 def check_nonnegative(value, name: str, allow_none: bool = False) -> Optional[float]:
   if value is None and allow_none:
     return None
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"{name} must be a real number, got {value!r}.")
-  if not np.isfinite(value) or value < 0:
+  value = _number(value, name, "a real number")
+  if not is_traced(value) and (not np.isfinite(value) or value < 0):
     raise ValueError(f"{name} must be finite and non-negative, got {value}.")
-  return float(value)
+  return value

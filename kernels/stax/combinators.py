@@ -59,6 +59,9 @@ class Serial(Layer):
       k = l._kernel(k, path + (i,), ctx)
     return k
 
+  def _units(self, path):
+    return [u for i, l in enumerate(self.layers) for u in l._units(path + (i,))]
+
   def _lr(self, params, path, ctx, optimizer):
     return tuple(l._lr(p, path + (i,), ctx, optimizer)
                  for i, (l, p) in enumerate(zip(self.layers, params)))

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
-from kernels.kernel import diagonal_mask
 from kernels.stax.layer import Layer
 
 _PI = math.pi
@@ -25,6 +24,7 @@ _PI = math.pi
 class Elementwise(Layer):
   """Base of activations: subclasses define ``fn`` and ``dual``."""
   name = "Elementwise"
+  _nonlinear = True
 
   def fn(self, x):
     raise NotImplementedError
@@ -59,12 +59,13 @@ class Elementwise(Layer):
       cov2 = cov1 if k.x1_is_x2 else self.dual(q2, q2, q2, False)[0]
     need_dot = k.ntk is not None
     nngp, dot = self.dual(q1[:, None], snap_correlation(q1, k.nngp, q2), q2[None, :], need_dot)
-    if k.x1_is_x2:
-      # A point with itself has correlation exactly 1: use the diagonal formulas there
-      # (rounding of ulp size would otherwise be amplified by the square roots).
-      on_diag = diagonal_mask(nngp.shape[0])
-      nngp = jnp.where(on_diag, cov1[:, None], nngp)
-      dot = None if dot is None else jnp.where(on_diag, dot1[:, None], dot)
+    same = k.same_inputs()
+    if same is not None:
+      # One input twice has correlation exactly 1: the diagonal formulas there
+      # (rounding of ulp size would otherwise be amplified by the square roots and,
+      # in the chaotic phase, by depth).
+      nngp = jnp.where(same, cov1[:, None], nngp)
+      dot = None if dot is None else jnp.where(same, dot1[:, None], dot)
     ntk = None if k.ntk is None else k.ntk * dot
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 
@@ -111,6 +112,18 @@ def gram_det(q11, q12, q22):
   return jnp.where(jnp.abs(q12) >= safe_sqrt(q11) * safe_sqrt(q22), 0.0, det)
 
 
+def rsqrt_shifted_det(u11, u12, u22):
+  """``1 / sqrt((1 + u11)(1 + u22) - u12^2)`` without overflow or cancellation.
+
+  The determinant is ``1 + u11 + u22 + det(u)`` (`gram_det`, no cancellation near
+  correlation 1), evaluated at the scale ``m = sqrt(max(1, u11) max(1, u22))`` so that
+  no intermediate exceeds the range of the dtype where the result is representable.
+  """
+  inv_m = jax.lax.rsqrt(jnp.maximum(u11, 1.0)) * jax.lax.rsqrt(jnp.maximum(u22, 1.0))
+  t = (1 + u11 + u22) * inv_m * inv_m + gram_det(u11 * inv_m, u12 * inv_m, u22 * inv_m)
+  return jax.lax.rsqrt(t) * inv_m
+
+
 def correlation_angle(q11, q12, q22):
   """Returns (theta, sqrt(q11 q22 - q12^2)): the angle between the two Gaussians.
 
@@ -154,6 +167,10 @@ class ABRelu(Elementwise):
   b: float
   name = "ABRelu"
 
+  def __post_init__(self):
+    object.__setattr__(self, "a", validation.check_real(self.a, "a"))
+    object.__setattr__(self, "b", validation.check_real(self.b, "b"))
+
   def fn(self, x):
     return self.a * jnp.minimum(x, 0) + self.b * jnp.maximum(x, 0)
 
@@ -171,7 +188,7 @@ def Relu() -> ABRelu:  # pylint: disable=invalid-name
 
 def LeakyRelu(alpha: float) -> ABRelu:  # pylint: disable=invalid-name
   """Leaky ReLU, ``alpha min(x, 0) + max(x, 0)``."""
-  return ABRelu(float(alpha), 1.0)
+  return ABRelu(validation.check_real(alpha, "alpha"), 1.0)
 
 
 def Abs() -> ABRelu:  # pylint: disable=invalid-name
@@ -187,20 +204,20 @@ class Erf(Elementwise):
   c: float = 0.0
   name = "Erf"
 
+  def __post_init__(self):
+    for field in ("a", "b", "c"):
+      object.__setattr__(self, field, validation.check_real(getattr(self, field), field))
+
   def fn(self, x):
     return self.a * jax.scipy.special.erf(self.b * x) + self.c
 
   def dual(self, q11, q12, q22, need_dot):
-    b2 = self.b ** 2
-    d1, d2 = 1 + 2 * b2 * q11, 1 + 2 * b2 * q22
-    prod = d1 * d2
-    arg = jnp.clip(2 * b2 * q12 / jnp.sqrt(prod), -1.0, 1.0)
+    u = 2 * self.b ** 2  # (u11, u12, u22) = u q: the arcsine kernel's argument
+    arg = jnp.clip(u * q12 * (jax.lax.rsqrt(1 + u * q11) * jax.lax.rsqrt(1 + u * q22)), -1.0, 1.0)
     nngp = self.a ** 2 * (2 / _PI) * jnp.arcsin(arg) + self.c ** 2
     dot = None
     if need_dot:
-      # prod - (2 b^2 q12)^2, expanded so that nothing large cancels.
-      det = 1 + 2 * b2 * (q11 + q22) + 4 * b2 ** 2 * gram_det(q11, q12, q22)
-      dot = self.a ** 2 * b2 * (4 / _PI) / jnp.sqrt(det)
+      dot = self.a ** 2 * self.b ** 2 * (4 / _PI) * rsqrt_shifted_det(u * q11, u * q12, u * q22)
     return nngp, dot
 
 
@@ -210,26 +227,43 @@ class Gelu(Elementwise):
   approximate: bool = False
   name = "Gelu"
 
+  def __post_init__(self):
+    if not isinstance(self.approximate, bool):
+      raise TypeError(f"approximate must be a bool, got {self.approximate!r}.")
+
   def fn(self, x):
     return jax.nn.gelu(x, approximate=self.approximate)
 
   def dual(self, q11, q12, q22, need_dot):
-    p = q11 * q22
-    p1 = (1 + q11) * (1 + q22)
-    delta2 = 1 + q11 + q22 + gram_det(q11, q12, q22)  # p1 - q12^2 without cancellation
-    delta = jnp.sqrt(delta2)
+    # With p = q11 q22, p1 = (1 + q11)(1 + q22) and delta^2 = p1 - q12^2, written in
+    # bounded pieces (p/p1, q12/sqrt(p1), 1/delta) so that nothing overflows where the
+    # kernel itself is representable.
+    i1, i2 = 1 / (1 + q11), 1 / (1 + q22)
+    p_over_p1 = (q11 * i1) * (q22 * i2)
+    inv_p1 = i1 * i2
+    r = q12 * (jnp.sqrt(i1) * jnp.sqrt(i2))  # q12 / sqrt(p1)
+    inv_delta = rsqrt_shifted_det(q11, q12, q22)
+    delta = 1 / inv_delta
     angle = jnp.arctan2(q12, delta)  # arcsin(q12 / sqrt(p1))
-    nngp = q12 / 4 + ((q12 ** 2 + p * delta2) / (p1 * delta) + q12 * angle) / (2 * _PI)
+    nngp = q12 / 4 + (r * r * inv_delta + p_over_p1 * delta + q12 * angle) / (2 * _PI)
     dot = None
     if need_dot:
-      dot = 0.25 + angle / (2 * _PI) + q12 / (2 * _PI * delta) * (
-          1 / delta2 + (1 - p) / p1 + 1)
+      # (1 - p) / p1 + 1 = (2 + q11 + q22) / p1: no cancellation as p / p1 -> 1.
+      dot = 0.25 + angle / (2 * _PI) + (q12 * inv_delta) / (2 * _PI) * (
+          inv_delta * inv_delta + (2 + q11 + q22) * inv_p1)
     return nngp, dot
 
 
-def _hermite_nodes(deg: int):
+MAX_DEG = 250  # beyond ~300 points NumPy's Gauss-Hermite weights overflow to NaN
+
+
+def _hermite_nodes(deg: int, dtype):
+  """Gauss-Hermite nodes and weights for E over N(0, 1); nodes whose weight is 0 in
+  ``dtype`` are dropped (their 0 * f(z) would be NaN where f overflows)."""
   z, w = np.polynomial.hermite_e.hermegauss(deg)
-  return z, w / np.sqrt(2 * np.pi)
+  w = (w / np.sqrt(2 * np.pi)).astype(dtype)
+  keep = w > 0
+  return jnp.asarray(z[keep], dtype), jnp.asarray(w[keep], dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,8 +282,30 @@ class Numerical(Elementwise):
     if not callable(self.fn_):
       raise TypeError(f"fn must be callable, got {type(self.fn_).__name__}.")
     validation.check_positive_int(self.deg, "deg")
+    if self.deg > MAX_DEG:
+      raise ValueError(f"deg must be at most {MAX_DEG} (Gauss-Hermite weights of more points "
+                       f"are not representable), got {self.deg}; 25-100 suffice for smooth fn.")
     if self.df is not None and not callable(self.df):
       raise TypeError(f"df must be callable or None, got {type(self.df).__name__}.")
+    self._probe()
+
+  def _probe(self):
+    """fn (and its derivative) must be finite on the real line: checked at the quadrature
+    nodes and a few scales, so a NaN kernel is refused here rather than returned."""
+    z = np.polynomial.hermite_e.hermegauss(self.deg)[0]
+    x = jnp.asarray(np.concatenate([z, 0.1 * z, [0.0, -1.0, 1.0]]), jnp.float32)
+    for what, f in (("fn", self.fn_), ("the derivative of fn", self._dfn)):
+      try:
+        y = np.asarray(f(x))
+      except Exception as e:  # pylint: disable=broad-except
+        raise TypeError(f"ElementwiseNumerical needs an fn that maps a JAX array elementwise; "
+                        f"calling {what} failed: {e}") from e
+      bad = ~np.isfinite(y) if y.shape == x.shape else np.ones(1, bool)
+      if bad.any():
+        at = float(np.asarray(x)[np.argmax(bad)]) if y.shape == x.shape else float("nan")
+        raise ValueError(f"ElementwiseNumerical: {what} is not finite at x = {at:g} (or does "
+                         "not keep the input's shape); the Gaussian kernel needs an activation "
+                         "defined on the whole real line.")
 
   def fn(self, x):
     return self.fn_(x)
@@ -261,10 +317,8 @@ class Numerical(Elementwise):
     return g(x)
 
   def dual(self, q11, q12, q22, need_dot):
-    z, w = _hermite_nodes(self.deg)
     dtype = jnp.result_type(q12)
-    z = jnp.asarray(z, dtype)
-    w = jnp.asarray(w, dtype)
+    z, w = _hermite_nodes(self.deg, dtype)
     s1 = safe_sqrt(q11)
     s2 = safe_sqrt(q22)
     norm = s1 * s2

@@ -27,6 +27,7 @@ from typing import Any, Callable, Hashable, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kernels import validation
 from kernels.kernel import Kernel, input_kernel
@@ -83,11 +84,26 @@ class Layer:
   def _children(self) -> Sequence["Layer"]:
     return ()
 
+  # Whether the layer's kernel is a nonlinear map of the (n1, n2) covariance; the
+  # compiled (n1, n2) pass holds a bounded number of them (see `_plan`).
+  _nonlinear = False
+
+  def _units(self, path: Path):
+    """The layer as a chain of (layer, path) steps applied in order (serial flattens)."""
+    return [(self, path)]
+
   # ---- the three views ----------------------------------------------------
   def __iter__(self):
     yield self.init_fn
     yield self.apply_fn
     yield self.kernel_fn
+
+  def __len__(self):
+    return 3
+
+  def __getitem__(self, i):
+    """``layer[2]`` is its kernel_fn, as for neural-tangents' (init_fn, apply_fn, kernel_fn)."""
+    return (self.init_fn, self.apply_fn, self.kernel_fn)[i]
 
   @property
   def init_fn(self) -> Callable:
@@ -103,7 +119,22 @@ class Layer:
 
   # ---- analysis -----------------------------------------------------------
   def context(self) -> Context:
+    if not is_static(self):  # hyperparameters under a JAX transformation
+      return _context.__wrapped__(self)
     return _context(self)
+
+
+def is_static(layer: Layer) -> bool:
+  """True when every hyperparameter is a concrete number (the layer can key a cache).
+
+  A layer built inside ``jax.grad`` or ``jax.jit`` from traced ``W_std``, ``b_std``
+  or activation parameters is not hashable: its views then run traced, uncached.
+  """
+  try:
+    hash(layer)
+  except TypeError:
+    return False
+  return True
 
 
 @functools.lru_cache(maxsize=256)
@@ -137,8 +168,12 @@ class ApplyFn:
   """``apply_fn(params, inputs) -> outputs`` of a network."""
   layer: Layer
 
-  def __call__(self, params, inputs, **kwargs):
-    del kwargs  # accepted for neural-tangents compatibility (e.g. rng); unused.
+  def __call__(self, params, inputs, *, rng=None, **kwargs):
+    """``rng`` is neural-tangents' key for stochastic layers; no layer here draws from it."""
+    del rng
+    if kwargs:
+      raise TypeError(f"apply_fn got unexpected keyword arguments {sorted(kwargs)}; it takes "
+                      "(params, inputs, rng=None).")
     x = validation.as_float_array(inputs, "inputs")
     return self.layer._apply(params, x, (), self.layer.context())
 
@@ -180,22 +215,42 @@ def canonicalize_get(get) -> Tuple[Optional[Tuple[str, ...]], bool]:
   return get, single
 
 
+# neural-tangents' kernel_fn keywords and the values that mean what this project does.
+_NT_KERNEL_KEYWORDS = {"mask_constant": (None,), "diagonal_batch": (None, False),
+                       "diagonal_spatial": (None, False), "batch_axis": (0,),
+                       "channel_axis": (-1, 1)}
+
+
+def check_kernel_keywords(kwargs: dict) -> None:
+  """Unknown keywords get a TypeError; neural-tangents' ones a ValueError unless they mean the default."""
+  for name, value in kwargs.items():
+    if name not in _NT_KERNEL_KEYWORDS:
+      raise TypeError(f"kernel_fn got an unexpected keyword argument {name!r}; it takes "
+                      f"(x1, x2=None, get=None) and neural-tangents' {sorted(_NT_KERNEL_KEYWORDS)}.")
+    if not any(value is v or (v is not None and value == v) for v in _NT_KERNEL_KEYWORDS[name]):
+      raise ValueError(f"kernel_fn: {name}={value!r} is not supported: inputs are (n, d) "
+                       "batches with no spatial axes or masks; allowed values are "
+                       f"{_NT_KERNEL_KEYWORDS[name]}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class KernelFn:
   """``kernel_fn(x1, x2=None, get=None)``: exact infinite-width kernels of a network.
 
   With ``get=None`` returns a `Kernel` with ``.nngp`` and ``.ntk``; with a string,
   that kernel as an array; with a tuple, a named tuple (neural-tangents semantics).
-  The computation is jit-compiled (one executable per network, ``get`` and shapes).
+  The computation is jit-compiled, in programs of a bounded number of layers, so
+  that compile time grows linearly with depth. Entries that left the range of the
+  dtype raise a `FloatingPointError` instead of being returned as inf or NaN.
   """
   layer: Layer
 
   def __call__(self, x1, x2=None, get=None, **kwargs):
-    del kwargs
+    check_kernel_keywords(kwargs)
     get_t, single = canonicalize_get(get)
     x1, x2 = validation.check_inputs(x1, x2)
     need_ntk = get_t is None or "ntk" in get_t
-    k = _kernel_jit(self.layer, x1, x2, need_ntk)
+    k = kernel(self.layer, x1, x2, need_ntk)
     if get_t is None:
       return k
     out = tuple(getattr(k, g) for g in get_t)
@@ -206,22 +261,24 @@ class KernelFn:
     return self.layer._kernel(k, (), self.layer.context())
 
 
-def _finalize(k) -> Kernel:
+def _single(k) -> Kernel:
   if isinstance(k, list):
     raise ValueError("The network ends with several branches (e.g. FanOut without FanInSum); "
                      "kernel_fn needs a single output.")
+  return k
+
+
+def _finalize(k) -> Kernel:
+  k = _single(k)
   ntk = k.ntk
   if ntk is not None:
     ntk = jnp.broadcast_to(ntk, k.nngp.shape)
-  return k.replace(ntk=ntk, covs=None)
+  return k.replace(ntk=ntk, covs=None, keys1=None, keys2=None)
 
 
 def diagonal_pass(layer: Layer, x1, x2):
   """Variances at every nonlinearity's input, and at the output (vectors only)."""
-  k = layer._kernel(input_kernel(x1, x2, False, diagonal=True), (), layer.context())
-  if isinstance(k, list):
-    raise ValueError("The network ends with several branches (e.g. FanOut without FanInSum); "
-                     "kernel_fn needs a single output.")
+  k = _single(layer._kernel(input_kernel(x1, x2, False, diagonal=True), (), layer.context()))
   return k.covs, k.cov1, k.cov2
 
 
@@ -240,21 +297,122 @@ def one_loop(a: jax.Array, b: jax.Array):
                         lambda u, v: (u[0] + v[0], u[1] + v[1]), (0,))
 
 
+def symmetrize(a: jax.Array) -> jax.Array:
+  """``(a + a^T) / 2``, exactly symmetric, with the diagonal of ``a`` unchanged.
+
+  The kernel of a batch with itself is symmetric in exact arithmetic; rounding (of the
+  Gram product, or a quadrature that treats its two arguments differently) is not.
+  """
+  n = a.shape[0]
+  sym = 0.5 * a + 0.5 * a.T
+  return jnp.where(jnp.arange(n)[:, None] == jnp.arange(n)[None, :], a, sym)
+
+
+def _output(k) -> Kernel:
+  """The network's output kernel: NTK broadcast, one fused loop, exact symmetry for x2=None."""
+  k = _finalize(k)
+  nngp, ntk = k.nngp, k.ntk
+  if ntk is not None and ntk.dtype == nngp.dtype:
+    nngp, ntk = one_loop(nngp, ntk)
+  if k.x1_is_x2:
+    nngp = symmetrize(nngp)
+    ntk = None if ntk is None else symmetrize(ntk)
+  return k.replace(nngp=nngp, ntk=ntk)
+
+
 def matrix_pass(layer: Layer, x1, x2, need_ntk: bool, covs) -> Kernel:
+  """The (n1, n2) kernels of the whole network as one traceable computation."""
   k = input_kernel(x1, x2, need_ntk, covs=covs)
-  k = _finalize(layer._kernel(k, (), layer.context()))
-  if k.ntk is not None and k.ntk.dtype == k.nngp.dtype:
-    nngp, ntk = one_loop(k.nngp, k.ntk)
-    k = k.replace(nngp=nngp, ntk=ntk)
-  return k
+  return _output(layer._kernel(k, (), layer.context()))
 
 
-_matrix_jit = jax.jit(matrix_pass, static_argnums=(0, 3))
+# Nonlinearities per compiled program. XLA fuses a program's (n1, n2) work into one
+# loop whose compile time grows much faster than its length (depth 40: 4 s, 70: 40 s,
+# 100: minutes); programs of a bounded length compile in time linear in depth.
+NONLINEAR_PER_PROGRAM = 16
 
 
-def _kernel_jit(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
-  """Variances first, op by op (O(n L) work, nothing to compile), then the compiled
-  (n1, n2) pass, which reads them as inputs (see kernels.kernel)."""
+def _count_nonlinear(layer: Layer) -> int:
+  return int(layer._nonlinear) + sum(_count_nonlinear(c) for c in layer._children())
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(layer: Layer):
+  """The network's steps and their split into programs of bounded length."""
+  units = tuple(layer._units(()))
+  bounds, start, count = [], 0, 0
+  for i, (unit, _) in enumerate(units):
+    count += _count_nonlinear(unit)
+    if count >= NONLINEAR_PER_PROGRAM and i + 1 < len(units):
+      bounds.append((start, i + 1))
+      start, count = i + 1, 0
+  bounds.append((start, len(units)))
+  return units, tuple(bounds)
+
+
+def _carry(k):
+  """A kernel handed to the next program: without covs (an input there), both kernels
+  from one fused loop (see `one_loop`)."""
+  if isinstance(k, list):
+    return [_carry(b) for b in k]
+  nngp, ntk = k.nngp, k.ntk
+  if ntk is not None and ntk.shape == nngp.shape and ntk.dtype == nngp.dtype:
+    nngp, ntk = one_loop(nngp, ntk)
+  return k.replace(nngp=nngp, ntk=ntk, covs=None)
+
+
+def _with_covs(k, covs):
+  if isinstance(k, list):
+    return [_with_covs(b, covs) for b in k]
+  return k.replace(covs=covs)
+
+
+def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, covs):
+  """Steps ``start:stop`` of the network; the first builds the input kernel, the last the
+  output and whether all its entries are finite."""
+  units, _ = _plan(layer)
+  ctx = layer.context()
+  k = input_kernel(x1, x2, need_ntk, covs=covs) if start == 0 else _with_covs(k, covs)
+  for unit, path in units[start:stop]:
+    k = unit._kernel(k, path, ctx)
+  if stop < len(units):
+    return _carry(k), None
+  k = _output(k)
+  return k, all_finite(k.nngp, k.ntk)
+
+
+_segment_jit = jax.jit(_segment, static_argnums=(0, 1, 2, 3))
+
+
+def all_finite(*arrays) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays if a is not None]))
+
+
+def check_range(finite, dtype, where: str) -> None:
+  """Raises FloatingPointError where kernel values left the range of ``dtype`` (not under tracing)."""
+  try:
+    if bool(np.asarray(finite)):
+      return
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return
+  hint = ("; compute in float64 (jax.config.update('jax_enable_x64', True) and float64 "
+          "inputs)" if jnp.finfo(dtype).bits < 64 else "")
+  raise FloatingPointError(
+      f"{where}: kernel values overflow {jnp.dtype(dtype).name} (largest finite "
+      f"{float(jnp.finfo(dtype).max):.3g}), so the result would be inf or NaN{hint}, or "
+      "rescale the inputs or W_std.")
+
+
+def kernel(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
+  """Variances first, op by op (O(n L) work, nothing to compile), then the (n1, n2)
+  pass, which reads them as inputs (see kernels.kernel), compiled in programs of at
+  most `NONLINEAR_PER_PROGRAM` nonlinearities."""
   covs, cov1, cov2 = diagonal_pass(layer, x1, x2)
-  k = _matrix_jit(layer, x1, x2, need_ntk, covs)
+  if not is_static(layer):  # traced hyperparameters: one traced program, no cache
+    k = matrix_pass(layer, x1, x2, need_ntk, covs)
+  else:
+    k = None
+    for start, stop in _plan(layer)[1]:
+      k, finite = _segment_jit(layer, start, stop, need_ntk, x1, x2, k, covs)
+    check_range(finite & all_finite(cov1, cov2), x1.dtype, "kernel_fn")
   return k.replace(cov1=cov1, cov2=cov2)

@@ -1,0 +1,137 @@
+"""Exact identities the kernels keep in any dtype, at any depth, whatever the tiling.
+
+Each test failed before the fix it guards: equal rows drifted apart in deep float32
+networks (K01/K00 = 0.16 for a depth-30 Erf network), tiles of `kernels.sharding.batch`
+lost the exact diagonal, x2=None kernels were not symmetric, overflow returned NaN.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kernels import sharding, stax
+from kernels.stax import layer as layer_lib
+
+
+def deep(act, depth, W_std, b_std, width=512):
+  layers = [stax.Dense(width, W_std=W_std, b_std=b_std)]
+  for _ in range(depth):
+    layers += [act(), stax.Dense(width, W_std=W_std, b_std=b_std)]
+  return stax.serial(*layers)
+
+
+ACTIVATIONS = {
+    "erf": stax.Erf, "relu": stax.Relu, "gelu": stax.Gelu, "abs": stax.Abs,
+    "leaky": lambda: stax.LeakyRelu(0.3), "tanh": lambda: stax.Tanh(deg=12),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_equal_rows_give_equal_entries_in_deep_float32_networks(name):
+  # Chaotic phase (W_std=2.5): correlations near 1 are pushed away from 1 at every
+  # layer, so any rounding difference between a pair and its diagonal grows.
+  v = np.random.RandomState(0).randn(1, 10)
+  w = np.random.RandomState(1).randn(1, 10)
+  x = np.concatenate([v, w, v, v]).astype(np.float32)
+  net = deep(ACTIVATIONS[name], 30, W_std=2.5, b_std=0.1)
+  diagonal = None
+  for x1, x2 in ((x, None), (x, x), (x[:1], x[2:])):
+    k = net.kernel_fn(x1, x2)
+    rows2 = x1 if x2 is None else x2
+    pairs = [(i, j) for i in range(len(x1)) for j in range(len(rows2))
+             if np.array_equal(x1[i], rows2[j]) and np.array_equal(x1[i], v[0].astype(np.float32))]
+    for kern in (k.nngp, k.ntk):
+      kern = np.asarray(kern)
+      assert np.all(np.isfinite(kern))
+      assert len({kern[i, j] for i, j in pairs}) == 1, name
+    entry = (np.asarray(k.nngp)[0, 0], np.asarray(k.ntk)[0, 0])
+    diagonal = diagonal or entry
+    if len(x1) == len(x):  # same batch: the same program, bit for bit
+      assert entry == diagonal
+    else:  # another batch size may vectorise the diagonal pass differently: ulps
+      np.testing.assert_allclose(entry, diagonal, rtol=4e-7)
+  full = net.kernel_fn(x, None)
+  assert np.asarray(full.ntk)[0, 2] / np.asarray(full.ntk)[0, 0] == 1.0
+
+
+def test_equal_rows_exact_at_depth_100_and_match_float64():
+  v = np.random.RandomState(0).randn(1, 10)
+  x = np.concatenate([v, v])
+  net = deep(stax.Erf, 100, W_std=1.5, b_std=0.05)
+  k32 = np.asarray(net.kernel_fn(x.astype(np.float32), None, "ntk"))
+  assert k32[0, 1] == k32[0, 0] == k32[1, 1]
+  with jax.enable_x64(True):
+    k64 = np.asarray(net.kernel_fn(x, None, "ntk"))
+  np.testing.assert_allclose(k32, k64, rtol=1e-3)
+
+
+def test_batch_tiles_keep_the_exact_diagonal():
+  # Tiles that straddle the diagonal see each input in x1 and in x2: they must give
+  # the same entries as the unbatched kernel, for any tile size.
+  x = np.random.RandomState(0).randn(40, 30).astype(np.float32)
+  net = deep(stax.Relu, 5, W_std=1.5, b_std=0.05)
+  full = np.asarray(net.kernel_fn(x, None, "ntk"))
+  with jax.enable_x64(True):
+    exact = np.asarray(net.kernel_fn(x.astype(np.float64), None, "ntk"))
+  for bs in (7, 8, 13, 40):
+    tiled = np.asarray(sharding.batch(net.kernel_fn, batch_size=bs, devices=jax.devices()[:1])(
+        x, None, "ntk"))
+    np.testing.assert_array_equal(np.diag(tiled), np.diag(full))
+    rel = np.max(np.abs(np.diag(tiled) - np.diag(exact)) / np.diag(exact))
+    assert rel < 1e-6, (bs, rel)
+
+
+def test_kernel_of_a_batch_with_itself_is_exactly_symmetric():
+  x = 1e-3 * np.random.RandomState(0).randn(12, 7).astype(np.float32)
+  for act in (stax.Erf, stax.Relu, lambda: stax.Tanh(deg=10)):
+    k = deep(act, 40, W_std=1.3, b_std=0.05).kernel_fn(x, None)
+    for kern in (np.asarray(k.nngp), np.asarray(k.ntk)):
+      np.testing.assert_array_equal(kern, kern.T)
+
+
+def test_programs_of_bounded_length_give_the_single_program_values():
+  # The (n1, n2) pass is compiled in programs of at most NONLINEAR_PER_PROGRAM
+  # nonlinearities (compile time linear in depth); splitting must not change values.
+  depth = 2 * layer_lib.NONLINEAR_PER_PROGRAM + 3
+  net = stax.serial(stax.Dense(64, W_std=1.4, b_std=0.1),
+                    *[stax.serial(stax.Gelu(), stax.Dense(64, W_std=1.4, b_std=0.1))
+                      for _ in range(depth)])
+  units, bounds = layer_lib._plan(net)  # pylint: disable=protected-access
+  assert len(bounds) == 3 and bounds[-1][1] == len(units)
+  x1 = np.random.RandomState(0).randn(5, 6)
+  x2 = np.random.RandomState(1).randn(3, 6)
+  with jax.enable_x64(True):
+    k = net.kernel_fn(x1, x2)
+    covs, _, _ = layer_lib.diagonal_pass(net, jnp.asarray(x1), jnp.asarray(x2))
+    one = layer_lib.matrix_pass(net, jnp.asarray(x1), jnp.asarray(x2), True, covs)
+    np.testing.assert_allclose(k.nngp, one.nngp, rtol=1e-12)
+    np.testing.assert_allclose(k.ntk, one.ntk, rtol=1e-12)
+
+
+def test_overflow_raises_instead_of_nan():
+  x = np.random.RandomState(0).randn(4, 5).astype(np.float32)
+  net = deep(stax.Relu, 2, W_std=1.5, b_std=0.1)
+  with pytest.raises(FloatingPointError, match="float32.*float64"):
+    net.kernel_fn(x * 1e20, None)
+  wide = deep(stax.Relu, 24, W_std=10.0, b_std=0.0)
+  with pytest.raises(FloatingPointError, match="float32"):
+    wide.kernel_fn(x, None, "ntk")
+  with jax.enable_x64(True):
+    k = wide.kernel_fn(x.astype(np.float64), None, "ntk")
+    assert np.all(np.isfinite(np.asarray(k)))
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_float32_agrees_with_float64_at_depth_30(name):
+  # Gelu's derivative moment lost all accuracy in float32 once variances passed ~1e7
+  # (1 - p/p1 cancelled): its depth-30 NTK was 35% off; every activation is now ~1e-6.
+  x = np.random.RandomState(0).randn(6, 10)
+  x[3] = x[0]
+  for W_std, b_std in ((2.5, 0.1), (1.3, 0.05)):
+    net = deep(ACTIVATIONS[name], 30, W_std=W_std, b_std=b_std)
+    k32 = net.kernel_fn(x.astype(np.float32), None)
+    with jax.enable_x64(True):
+      k64 = net.kernel_fn(x, None)
+    for a, b in ((k32.nngp, k64.nngp), (k32.ntk, k64.ntk)):
+      a, b = np.asarray(a, np.float64), np.asarray(b)
+      assert np.max(np.abs(a - b)) / np.max(np.abs(b)) < 2e-5, (name, W_std)
