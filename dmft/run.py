@@ -25,6 +25,7 @@ from dmft import convergence
 from dmft import data as data_lib
 from dmft import deep
 from dmft import ensembles
+from kernels import cli
 from kernels import runs as io
 from dmft import plots
 from dmft import two_layer
@@ -253,7 +254,7 @@ def default_out(config_path):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    cli.fail("dmft.run", f"unexpected arguments {argv[1:]}")
   out = FLAGS.out
   if out is None:
     out = default_out(config_flags.get_config_filename(FLAGS["config"]))
@@ -262,7 +263,7 @@ def main(argv):
     if os.path.exists(out) and not os.path.isdir(out):
       raise ValueError(f"--out must be a folder, but {out!r} is a file")
   except ValueError as e:
-    sys.exit(f"dmft.run: error: {e}")  # one line, no traceback
+    cli.fail("dmft.run", e)
   logging.info("writing to %s", out)
   run(FLAGS.config, out)
 
@@ -280,12 +281,11 @@ def check_config_path(argv):
       path = argv[i + 1]
     if path is not None and not os.path.isfile(path.split(":")[0]):
       names = ", ".join(f"dmft/configs/{n}.py" for n in available_configs())
-      sys.exit(f"dmft.run: error: --config file {path!r} not found; "
-               f"available: {names}")
+      cli.fail("dmft.run", f"--config file {path!r} not found; available: {names}")
 
 
 if __name__ == "__main__":
   check_config_path(sys.argv)
   define_flags()
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser("dmft.run"))

@@ -97,9 +97,23 @@ def row_keys(x: jax.Array) -> jax.Array:
   return jnp.stack(keys, axis=1)
 
 
+def gram(x1: jax.Array, x2: Optional[jax.Array]) -> jax.Array:
+  """Per-feature second moments ``x1 x2^T / d`` (Lee et al. 2018, eq. 5)."""
+  # Times 1/d, not divided by d: a division per entry would end the fused loop of
+  # the (n1, n2) pass that follows (see kernels.stax.layer.one_loop).
+  return (x1 @ (x1 if x2 is None else x2).T) * (1.0 / x1.shape[-1])
+
+
 def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
-                 diagonal: bool = False, covs: Optional[dict] = None) -> Kernel:
-  """Kernel of the raw inputs: per-feature second moments x1 x2^T / d (Lee et al. 2018, eq. 5)."""
+                 diagonal: bool = False, covs: Optional[dict] = None,
+                 grams: Optional[tuple] = None) -> Kernel:
+  """Kernel of the raw inputs: per-feature second moments x1 x2^T / d (Lee et al. 2018, eq. 5).
+
+  For x2=None the kernel takes the upper triangle of the Gram product and its mirror
+  below (the product's rounding need not be symmetric). ``grams``, optional, is
+  ``(gram(x1, None), its transpose)`` computed beforehand: read contiguously, the
+  transpose costs one pass instead of a strided read in the fused (n1, n2) loop.
+  """
   d = x1.shape[-1]
   static = dict(width=d, is_gaussian=False, source="input", x1_is_x2=x2 is None)
   if covs and () in covs:  # the diagonal pass's values: one rounding for both passes
@@ -112,9 +126,13 @@ def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
                   diagonal=True, **static)
   keys1 = row_keys(x1)
   keys2 = keys1 if x2 is None else row_keys(x2)
-  # Times 1/d, not divided by d: a division per entry would end the fused loop of
-  # the (n1, n2) pass that follows (see kernels.stax.layer.one_loop).
-  nngp = (x1 @ (x1 if x2 is None else x2).T) * (1.0 / d)
+  if x2 is not None:
+    nngp = gram(x1, x2)
+  else:
+    g, g_t = (gram(x1, None), None) if grams is None else grams
+    g_t = g.T if g_t is None else g_t
+    upper = jnp.arange(g.shape[0])[:, None] <= jnp.arange(g.shape[0])[None, :]
+    nngp = jnp.where(upper, g, g_t)
   k = Kernel(nngp=nngp, ntk=None, cov1=cov1, cov2=cov2, covs=covs, keys1=keys1, keys2=keys2,
              **static)
   # One input twice gets the rounding of its own variance: correlation exactly 1.

@@ -13,12 +13,20 @@ import tempfile
 from typing import Any, Iterable
 
 
+def _file_mode() -> int:
+  """0666 less the process's umask: what ``open`` would give (mkstemp gives 0600)."""
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: "str | os.PathLike", data: bytes) -> None:
   """Writes a file atomically: to a temporary file in the same folder, then renamed."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
   try:
+    os.fchmod(fd, _file_mode())
     with os.fdopen(fd, "wb") as f:
       f.write(data)
     os.replace(tmp, path)
@@ -46,6 +54,7 @@ def write_via(path, writer) -> None:
   os.close(fd)
   try:
     writer(tmp)
+    os.chmod(tmp, _file_mode())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -28,6 +28,7 @@ summary.md, and prints the fitted rates. A rerun skips finished widths.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Sequence
 
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels import optim, predict, runs, stax
+from kernels import cli, optim, predict, runs, stax
 from kernels import parameterization as pz
 from kernels.empirical import conditional_nngp_fn, empirical_ntk_fn
 
@@ -242,9 +243,38 @@ def summary_markdown(config, summary, lr) -> str:
   return "\n".join(lines)
 
 
+def check_flags(widths, parameterizations, seeds, n_points, depth, steps, lr_fraction, out):
+  """The flags as values, or ValueError naming the flag (before any work or write)."""
+  try:
+    widths = [int(w) for w in widths]
+  except ValueError:
+    raise ValueError(f"--widths must be positive integers, got {','.join(widths)!r}.") from None
+  if not widths or min(widths) < 1 or len(set(widths)) != len(widths):
+    raise ValueError(f"--widths must be distinct positive integers, got {widths}.")
+  for p in parameterizations:
+    try:
+      pz.get(p)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"--parameterizations: {e}") from None
+  for name, value, least in (("seeds", seeds, 1), ("n_points", n_points, 2), ("depth", depth, 1),
+                             ("steps", steps, 1)):
+    if value < least:
+      raise ValueError(f"--{name} must be at least {least}, got {value}.")
+  if not lr_fraction > 0:
+    raise ValueError(f"--lr_fraction must be positive, got {lr_fraction}.")
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ValueError(f"--out must be a folder, but {out!r} is a file.")
+  return widths
+
+
 def main(argv):
-  del argv
-  widths = [int(w) for w in FLAGS.widths]
+  if len(argv) > 1:
+    cli.fail("kernels.width_check", f"unexpected arguments {argv[1:]}")
+  try:
+    widths = check_flags(FLAGS.widths, FLAGS.parameterizations, FLAGS.seeds, FLAGS.n_points,
+                         FLAGS.depth, FLAGS.steps, FLAGS.lr_fraction, FLAGS.out)
+  except ValueError as e:
+    cli.fail("kernels.width_check", e)
   summary = run_experiment(FLAGS.out, widths, FLAGS.parameterizations, FLAGS.seeds,
                            FLAGS.n_points, FLAGS.depth, FLAGS.activation, FLAGS.steps,
                            FLAGS.lr_fraction, FLAGS.dataset, FLAGS.seed)
@@ -259,4 +289,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser("kernels.width_check"))

@@ -23,6 +23,7 @@ import numpy as np
 from scaling import chinchilla
 from scaling.compute_optimal import compute_optimal
 from scaling import data
+from kernels import cli
 from kernels import runs as run_files
 from scaling import plots
 from scaling import validation
@@ -131,16 +132,16 @@ def run(csv: str, out: str, *, bootstrap: int = 200, seed: int = 0,
 
 def main(argv):
   if len(argv) > 1:
-    validation.fail("scaling.fit", f"unexpected arguments {argv[1:]}.")
+    cli.fail("scaling.fit", f"unexpected arguments {argv[1:]}.")
   try:
     metrics = run(FLAGS.csv, FLAGS.out, bootstrap=FLAGS.bootstrap,
                   seed=FLAGS.seed, drop_highest=FLAGS.drop_highest,
                   delta=FLAGS.delta, overwrite=FLAGS.overwrite)
   except InputError as e:
-    validation.fail("scaling.fit", e)
+    cli.fail("scaling.fit", e)
   print(json.dumps({k: metrics[k] for k in chinchilla.PARAM_NAMES}))
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=validation.flags_parser("scaling.fit"))
+  app.run(main, flags_parser=cli.flags_parser("scaling.fit"))

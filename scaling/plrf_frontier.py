@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from kernels import cli
 from kernels import runs as run_files
 from scaling import plrf
 from scaling import plrf_phases
@@ -200,14 +201,14 @@ def check_flags(points: str, *, d_min, d_max, v_ratio, seeds, max_flops,
 
 def main(argv):
   if len(argv) > 1:
-    validation.fail("scaling.plrf_frontier", f"unexpected arguments {argv[1:]}.")
+    cli.fail("scaling.plrf_frontier", f"unexpected arguments {argv[1:]}.")
   try:
     pairs = check_flags(FLAGS.points, d_min=FLAGS.d_min, d_max=FLAGS.d_max,
                         v_ratio=FLAGS.v_ratio, seeds=FLAGS.seeds,
                         max_flops=FLAGS.max_flops, lr_factor=FLAGS.lr_factor,
                         out=FLAGS.out)
   except ValueError as e:
-    validation.fail("scaling.plrf_frontier", e)
+    cli.fail("scaling.plrf_frontier", e)
   rows = []
   for a, b in pairs:
     row = check_point(a, b, d_min=FLAGS.d_min, d_max=FLAGS.d_max,
@@ -228,4 +229,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=validation.flags_parser("scaling.plrf_frontier"))
+  app.run(main, flags_parser=cli.flags_parser("scaling.plrf_frontier"))

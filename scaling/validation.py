@@ -1,5 +1,4 @@
 """Input checks shared by the fits and the command lines."""
-import sys
 from typing import Sequence
 
 import numpy as np
@@ -116,21 +115,3 @@ def check_grid(grid, num_params: int) -> np.ndarray:
   if not np.all(np.isfinite(arr)):
     raise ValueError("`grid` must be finite.")
   return arr
-
-
-def fail(program: str, message) -> None:
-  """Prints `program: error: message` as one line on stderr and exits with status 1."""
-  print(f"{program}: error: {' '.join(str(message).split())}", file=sys.stderr)
-  sys.exit(1)
-
-
-def flags_parser(program: str):
-  """An `absl.app.run` flags parser that reports a bad flag with `fail`, in one line."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  def parse(argv):
-    try:
-      return flags.FLAGS(argv)
-    except flags.Error as e:
-      fail(program, e)
-  return parse

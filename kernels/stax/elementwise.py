@@ -22,9 +22,17 @@ _PI = math.pi
 
 
 class Elementwise(Layer):
-  """Base of activations: subclasses define ``fn`` and ``dual``."""
+  """Base of activations: subclasses define ``fn`` and ``dual``.
+
+  A closed-form ``dual`` is written symmetric in its two arguments to the bit
+  (``q11`` and ``q22`` enter through sums and products of the pair only), so that the
+  kernel of a batch with itself is exactly symmetric with no extra pass;
+  ``symmetric_dual = False`` marks one that is not (a quadrature), and the network's
+  output is then symmetrised.
+  """
   name = "Elementwise"
   _nonlinear = True
+  symmetric_dual = True
 
   def fn(self, x):
     raise NotImplementedError
@@ -120,7 +128,7 @@ def rsqrt_shifted_det(u11, u12, u22):
   no intermediate exceeds the range of the dtype where the result is representable.
   """
   inv_m = jax.lax.rsqrt(jnp.maximum(u11, 1.0)) * jax.lax.rsqrt(jnp.maximum(u22, 1.0))
-  t = (1 + u11 + u22) * inv_m * inv_m + gram_det(u11 * inv_m, u12 * inv_m, u22 * inv_m)
+  t = (1 + (u11 + u22)) * inv_m * inv_m + gram_det(u11 * inv_m, u12 * inv_m, u22 * inv_m)
   return jax.lax.rsqrt(t) * inv_m
 
 
@@ -142,7 +150,7 @@ def correlation_angle(q11, q12, q22):
   s1, s2 = safe_sqrt(q11), safe_sqrt(q22)
   inv1 = jnp.where(s1 > 0, 1.0 / jnp.where(s1 > 0, s1, 1.0), 0.0)
   inv2 = jnp.where(s2 > 0, 1.0 / jnp.where(s2 > 0, s2, 1.0), 0.0)
-  rho = jnp.clip(q12 * inv1 * inv2, -1.0, 1.0)
+  rho = jnp.clip(q12 * (inv1 * inv2), -1.0, 1.0)
   rho = jnp.where(jnp.abs(rho) > 1.0 - 4 * float(jnp.finfo(rho.dtype).eps), jnp.sign(rho), rho)
   theta = _acos_f32(rho)
   return theta, (s1 * s2) * safe_sqrt(1.0 - rho * rho)
@@ -250,7 +258,7 @@ class Gelu(Elementwise):
     if need_dot:
       # (1 - p) / p1 + 1 = (2 + q11 + q22) / p1: no cancellation as p / p1 -> 1.
       dot = 0.25 + angle / (2 * _PI) + (q12 * inv_delta) / (2 * _PI) * (
-          inv_delta * inv_delta + (2 + q11 + q22) * inv_p1)
+          inv_delta * inv_delta + (2 + (q11 + q22)) * inv_p1)
     return nngp, dot
 
 
@@ -277,6 +285,7 @@ class Numerical(Elementwise):
   deg: int = 25
   df: Optional[Callable] = None
   name = "ElementwiseNumerical"
+  symmetric_dual = False  # u = s1 z_i, v = s2 (rho z_i + perp z_j) treats q11 and q22 apart
 
   def __post_init__(self):
     if not callable(self.fn_):

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
-from kernels.kernel import Kernel, input_kernel
+from kernels.kernel import Kernel, gram, input_kernel
 
 Path = Tuple[int, ...]
 DATA = "data"  # flow tag: reached from the inputs without crossing a Dense layer
@@ -308,13 +308,23 @@ def symmetrize(a: jax.Array) -> jax.Array:
   return jnp.where(jnp.arange(n)[:, None] == jnp.arange(n)[None, :], a, sym)
 
 
-def _output(k) -> Kernel:
-  """The network's output kernel: NTK broadcast, one fused loop, exact symmetry for x2=None."""
+def _symmetric_by_construction(layer: Layer) -> bool:
+  """Whether every dual is bitwise symmetric in its arguments (see `Elementwise`)."""
+  return getattr(layer, "symmetric_dual", True) and all(
+      _symmetric_by_construction(c) for c in layer._children())
+
+
+def _output(k, layer: Layer) -> Kernel:
+  """The network's output kernel: NTK broadcast, one fused loop, exact symmetry for x2=None.
+
+  The input Gram matrix is symmetric and every closed-form dual is, bit for bit, so
+  x2=None kernels come out symmetric; a network with a quadrature is symmetrised.
+  """
   k = _finalize(k)
   nngp, ntk = k.nngp, k.ntk
   if ntk is not None and ntk.dtype == nngp.dtype:
     nngp, ntk = one_loop(nngp, ntk)
-  if k.x1_is_x2:
+  if k.x1_is_x2 and not _symmetric_by_construction(layer):
     nngp = symmetrize(nngp)
     ntk = None if ntk is None else symmetrize(ntk)
   return k.replace(nngp=nngp, ntk=ntk)
@@ -323,7 +333,7 @@ def _output(k) -> Kernel:
 def matrix_pass(layer: Layer, x1, x2, need_ntk: bool, covs) -> Kernel:
   """The (n1, n2) kernels of the whole network as one traceable computation."""
   k = input_kernel(x1, x2, need_ntk, covs=covs)
-  return _output(layer._kernel(k, (), layer.context()))
+  return _output(layer._kernel(k, (), layer.context()), layer)
 
 
 # Nonlinearities per compiled program. XLA fuses a program's (n1, n2) work into one
@@ -367,21 +377,28 @@ def _with_covs(k, covs):
   return k.replace(covs=covs)
 
 
-def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, covs):
-  """Steps ``start:stop`` of the network; the first builds the input kernel, the last the
-  output and whether all its entries are finite."""
+def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, covs, grams):
+  """Steps ``start:stop`` of the network; the first builds the input kernel (from
+  ``grams`` if given), the last the output and whether all its entries are finite."""
   units, _ = _plan(layer)
   ctx = layer.context()
-  k = input_kernel(x1, x2, need_ntk, covs=covs) if start == 0 else _with_covs(k, covs)
+  if start == 0:
+    k = input_kernel(x1, x2, need_ntk, covs=covs, grams=grams)
+  else:
+    k = _with_covs(k, covs)
   for unit, path in units[start:stop]:
     k = unit._kernel(k, path, ctx)
   if stop < len(units):
     return _carry(k), None
-  k = _output(k)
+  k = _output(k, layer)
+  if k.x1_is_x2:  # positive semi-definite: |K_ij| <= sqrt(K_ii K_jj), the diagonal decides
+    return k, all_finite(jnp.diagonal(k.nngp), None if k.ntk is None else jnp.diagonal(k.ntk))
   return k, all_finite(k.nngp, k.ntk)
 
 
 _segment_jit = jax.jit(_segment, static_argnums=(0, 1, 2, 3))
+_gram_jit = jax.jit(gram)
+_transpose_jit = jax.jit(jnp.transpose)
 
 
 def all_finite(*arrays) -> jax.Array:
@@ -411,8 +428,13 @@ def kernel(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
   if not is_static(layer):  # traced hyperparameters: one traced program, no cache
     k = matrix_pass(layer, x1, x2, need_ntk, covs)
   else:
+    grams = None
+    if x2 is None:  # each its own program: the transpose is a pass, not a strided read
+      g = _gram_jit(x1, None)
+      grams = (g, _transpose_jit(g))
     k = None
     for start, stop in _plan(layer)[1]:
-      k, finite = _segment_jit(layer, start, stop, need_ntk, x1, x2, k, covs)
+      k, finite = _segment_jit(layer, start, stop, need_ntk, x1, x2, k, covs, grams)
+      grams = None
     check_range(finite & all_finite(cov1, cov2), x1.dtype, "kernel_fn")
   return k.replace(cov1=cov1, cov2=cov2)
