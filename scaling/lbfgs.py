@@ -22,10 +22,11 @@ the objective's own scale s = max(|f|, 1):
     ||grad f|| <= 100 gtol * s (an optimum at the rounding floor of the
     objective, where the gradient cannot be driven lower).
 A single short step is never enough: a start crossing a plateau (tiny
-gradient, tiny steps, value still far above the optimum) keeps going. A
-start also stops, with `converged` False, at `max_iter` iterations, when its
-value is not finite, or when the step scale falls below 1e-14 without the
-test being met.
+gradient, tiny steps, value still far above the optimum) keeps going while
+it makes progress over the window. A start also stops, with `converged`
+False, when it made none over the window without passing the test, at
+`max_iter` iterations, when its value is not finite, or when the step scale
+falls below 1e-14.
 """
 import functools
 from typing import Callable, NamedTuple, Optional
@@ -131,12 +132,14 @@ def _step(fun, slot: _Slot, args, *, max_iter, gtol, ftol) -> _Slot:
   g_norm = jnp.linalg.norm(g_new)
   # Stalled: no real decrease over the window, or none at any step length
   # down to _MIN_SCALE (the rounding floor), with a near-zero gradient.
-  stalled = (((f_hist[-1] - f_new <= ftol * f_scale) | (scale < _MIN_SCALE))
-             & (g_norm <= _STALL_GTOL_FACTOR * gtol * f_scale))
+  no_progress = (f_hist[-1] - f_new <= ftol * f_scale) | (scale < _MIN_SCALE)
+  stalled = no_progress & (g_norm <= _STALL_GTOL_FACTOR * gtol * f_scale)
   conv = ((g_norm <= gtol * f_scale) | stalled) & jnp.isfinite(f_new)
   it = slot.it + jnp.where(slot.fresh, 0, 1)
-  done = (conv | ~jnp.isfinite(f_new) | (scale < _MIN_SCALE)
-          | (it >= max_iter))
+  # A start that made no progress over the whole window stops either way (as not
+  # converged unless the gradient test holds): running it to max_iter would cost
+  # the grid's time without changing the best start.
+  done = (conv | no_progress | ~jnp.isfinite(f_new) | (it >= max_iter))
   return slot._replace(fresh=jnp.zeros_like(slot.fresh), x=x_new, f=f_new,
                        g=g_new, s_hist=s_hist, y_hist=y_hist, rho=rho,
                        f_hist=f_hist, scale=scale, it=it, done=done,
