@@ -37,8 +37,21 @@ class Elementwise(Layer):
   def fn(self, x):
     raise NotImplementedError
 
-  def dual(self, q11, q12, q22, need_dot: bool):
-    """Returns (E[phi(u)phi(v)], E[phi'(u)phi'(v)] or None) for broadcastable q's."""
+  def point_factors(self, q):
+    """Per-point vectors of the variance ``q`` that ``dual`` reads (default: none).
+
+    Computed once per point in the diagonal pass and passed to the (n1, n2) pass as
+    inputs: the compiler would otherwise recompute them for every entry.
+    """
+    del q
+    return ()
+
+  def dual(self, q11, q12, q22, need_dot: bool, f1=None, f2=None):
+    """Returns (E[phi(u)phi(v)], E[phi'(u)phi'(v)] or None) for broadcastable q's.
+
+    ``f1``, ``f2``: `point_factors` of q11 and q22, broadcast like them (computed
+    here when None).
+    """
     raise NotImplementedError
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
@@ -50,9 +63,9 @@ class Elementwise(Layer):
     if not k.is_gaussian:
       raise ValueError(f"{self.name} has a kernel only on Gaussian pre-activations: put a Dense "
                        "layer before it (its input is the raw data or another nonlinearity).")
-    if k.diagonal:  # vectors only: this layer's input variances, output variances, dots
-      side1 = (k.cov1,) + self.dual(k.cov1, k.cov1, k.cov1, True)
-      side2 = side1 if k.x1_is_x2 else (k.cov2,) + self.dual(k.cov2, k.cov2, k.cov2, True)
+    if k.diagonal:  # vectors only: input variances, output variances, dots, factors
+      side1 = self._side(k.cov1)
+      side2 = side1 if k.x1_is_x2 else self._side(k.cov2)
       covs = dict(k.covs or {})
       covs[path] = (side1, side2)
       return k.replace(nngp=side1[1], cov1=side1[1], cov2=side2[1], covs=covs,
@@ -60,13 +73,13 @@ class Elementwise(Layer):
     if k.covs and path in k.covs:
       # Read, not recomputed: the compiler would otherwise redo this vector work
       # inside the (n1, n2) loop, once per entry.
-      (q1, cov1, dot1), (q2, cov2, _) = k.covs[path]
+      (q1, cov1, dot1, f1), (q2, cov2, _, f2) = k.covs[path]
     else:
-      q1, q2 = k.cov1, k.cov2
-      cov1, dot1 = self.dual(q1, q1, q1, True)
-      cov2 = cov1 if k.x1_is_x2 else self.dual(q2, q2, q2, False)[0]
+      (q1, cov1, dot1, f1) = self._side(k.cov1)
+      (q2, cov2, _, f2) = (q1, cov1, dot1, f1) if k.x1_is_x2 else self._side(k.cov2)
     need_dot = k.ntk is not None
-    nngp, dot = self.dual(q1[:, None], snap_correlation(q1, k.nngp, q2), q2[None, :], need_dot)
+    nngp, dot = self.dual(q1[:, None], snap_correlation(q1, k.nngp, q2), q2[None, :], need_dot,
+                          tuple(f[:, None] for f in f1), tuple(f[None, :] for f in f2))
     same = k.same_inputs()
     if same is not None:
       # One input twice has correlation exactly 1: the diagonal formulas there
@@ -76,6 +89,11 @@ class Elementwise(Layer):
       dot = None if dot is None else jnp.where(same, dot1[:, None], dot)
     ntk = None if k.ntk is None else k.ntk * dot
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+  def _side(self, q):
+    """(q, output variance, derivative moment, point factors) of points with variance q."""
+    f = self.point_factors(q)
+    return (q,) + self.dual(q, q, q, True, f, f) + (f,)
 
 
 # ----------------------------------------------------------------------------
@@ -182,7 +200,7 @@ class ABRelu(Elementwise):
   def fn(self, x):
     return self.a * jnp.minimum(x, 0) + self.b * jnp.maximum(x, 0)
 
-  def dual(self, q11, q12, q22, need_dot):
+  def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
     theta, cross = correlation_angle(q11, q12, q22)
     c = (self.a - self.b) ** 2 / (2 * _PI)
     dot = (self.a ** 2 + self.b ** 2) / 2 - c * theta
@@ -219,13 +237,23 @@ class Erf(Elementwise):
   def fn(self, x):
     return self.a * jax.scipy.special.erf(self.b * x) + self.c
 
-  def dual(self, q11, q12, q22, need_dot):
+  def point_factors(self, q):
+    return (jax.lax.rsqrt(1 + 2 * self.b ** 2 * q),)  # 1 / sqrt(1 + u q)
+
+  def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
     u = 2 * self.b ** 2  # (u11, u12, u22) = u q: the arcsine kernel's argument
-    arg = jnp.clip(u * q12 * (jax.lax.rsqrt(1 + u * q11) * jax.lax.rsqrt(1 + u * q22)), -1.0, 1.0)
+    (r1,), (r2,) = (self.point_factors(q11) if f1 is None else f1,
+                    self.point_factors(q22) if f2 is None else f2)
+    r = r1 * r2  # 1 / sqrt((1 + u11)(1 + u22)), no product that overflows
+    arg = jnp.clip(u * q12 * r, -1.0, 1.0)
     nngp = self.a ** 2 * (2 / _PI) * jnp.arcsin(arg) + self.c ** 2
     dot = None
     if need_dot:
-      dot = self.a ** 2 * self.b ** 2 * (4 / _PI) * rsqrt_shifted_det(u * q11, u * q12, u * q22)
+      # 1 / sqrt((1 + u11)(1 + u22) - u12^2) = r / sqrt(t), t the determinant at scale r^2
+      # (1 + u11 + u22 + det(u), `gram_det`: no cancellation near correlation 1).
+      u11, u12, u22 = u * q11 * r, u * q12 * r, u * q22 * r
+      t = (1 + (u * q11 + u * q22)) * (r * r) + gram_det(u11, u12, u22)
+      dot = self.a ** 2 * self.b ** 2 * (4 / _PI) * r * jax.lax.rsqrt(t)
     return nngp, dot
 
 
@@ -242,7 +270,7 @@ class Gelu(Elementwise):
   def fn(self, x):
     return jax.nn.gelu(x, approximate=self.approximate)
 
-  def dual(self, q11, q12, q22, need_dot):
+  def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
     # With p = q11 q22, p1 = (1 + q11)(1 + q22) and delta^2 = p1 - q12^2, written in
     # bounded pieces (p/p1, q12/sqrt(p1), 1/delta) so that nothing overflows where the
     # kernel itself is representable.
@@ -325,7 +353,7 @@ class Numerical(Elementwise):
     g = jax.grad(lambda t: jnp.sum(self.fn_(t)))
     return g(x)
 
-  def dual(self, q11, q12, q22, need_dot):
+  def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
     dtype = jnp.result_type(q12)
     z, w = _hermite_nodes(self.deg, dtype)
     s1 = safe_sqrt(q11)
