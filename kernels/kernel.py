@@ -104,15 +104,42 @@ def gram(x1: jax.Array, x2: Optional[jax.Array]) -> jax.Array:
   return (x1 @ (x1 if x2 is None else x2).T) * (1.0 / x1.shape[-1])
 
 
+def gram_blocks(x: jax.Array):
+  """The upper blocks ``(x_a x_a^T, x_a x_b^T, x_b x_b^T) / d`` of the Gram of the two
+  halves of ``x``: 3/4 of the product's work; the lower block is the mirror."""
+  h = x.shape[0] // 2
+  return gram(x[:h], None), gram(x[:h], x[h:]), gram(x[h:], None)
+
+
+def _mirror_upper(a: jax.Array, a_t: jax.Array) -> jax.Array:
+  upper = jnp.arange(a.shape[0])[:, None] <= jnp.arange(a.shape[0])[None, :]
+  return jnp.where(upper, a, a_t)
+
+
+def symmetric_gram(x: jax.Array, blocks=None) -> jax.Array:
+  """The Gram matrix of ``x`` with itself, symmetric exactly: its upper triangle mirrored.
+
+  ``blocks``, optional: `gram_blocks` of ``x`` and their transposes, computed
+  beforehand; read contiguously, the transposes cost a pass of 3/4 of the matrix
+  instead of a strided read in the fused (n1, n2) loop.
+  """
+  if blocks is None:
+    g = gram(x, None)
+    return _mirror_upper(g, g.T)
+  (aa, ab, bb), (aa_t, ab_t, bb_t) = blocks
+  top = jnp.concatenate([_mirror_upper(aa, aa_t), ab], axis=1)
+  bottom = jnp.concatenate([ab_t, _mirror_upper(bb, bb_t)], axis=1)
+  return jnp.concatenate([top, bottom], axis=0)
+
+
 def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
                  diagonal: bool = False, covs: Optional[dict] = None,
                  grams: Optional[tuple] = None) -> Kernel:
   """Kernel of the raw inputs: per-feature second moments x1 x2^T / d (Lee et al. 2018, eq. 5).
 
   For x2=None the kernel takes the upper triangle of the Gram product and its mirror
-  below (the product's rounding need not be symmetric). ``grams``, optional, is
-  ``(gram(x1, None), its transpose)`` computed beforehand: read contiguously, the
-  transpose costs one pass instead of a strided read in the fused (n1, n2) loop.
+  below (the product's rounding need not be symmetric; see `symmetric_gram`, which
+  reads ``grams`` when given).
   """
   d = x1.shape[-1]
   static = dict(width=d, is_gaussian=False, source="input", x1_is_x2=x2 is None)
@@ -129,10 +156,7 @@ def input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
   if x2 is not None:
     nngp = gram(x1, x2)
   else:
-    g, g_t = (gram(x1, None), None) if grams is None else grams
-    g_t = g.T if g_t is None else g_t
-    upper = jnp.arange(g.shape[0])[:, None] <= jnp.arange(g.shape[0])[None, :]
-    nngp = jnp.where(upper, g, g_t)
+    nngp = symmetric_gram(x1, grams)
   k = Kernel(nngp=nngp, ntk=None, cov1=cov1, cov2=cov2, covs=covs, keys1=keys1, keys2=keys2,
              **static)
   # One input twice gets the rounding of its own variance: correlation exactly 1.

@@ -91,7 +91,8 @@ def _number(value, name: str, what: str):
 
 
 def is_traced(value) -> bool:
-  return isinstance(value, jax.Array) and not isinstance(value, float)
+  """After `_number`, a hyperparameter is a float or (under tracing) a JAX scalar."""
+  return isinstance(value, jax.Array)
 
 
 def check_real(value, name: str) -> float:

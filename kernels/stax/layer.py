@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
-from kernels.kernel import Kernel, gram, input_kernel
+from kernels.kernel import Kernel, gram_blocks, input_kernel
 
 Path = Tuple[int, ...]
 DATA = "data"  # flow tag: reached from the inputs without crossing a Dense layer
@@ -308,6 +308,14 @@ def symmetrize(a: jax.Array) -> jax.Array:
   return jnp.where(jnp.arange(n)[:, None] == jnp.arange(n)[None, :], a, sym)
 
 
+def _fused(k: Kernel) -> Kernel:
+  """The kernel with its NNGP and NTK computed by one loop (see `one_loop`)."""
+  if k.ntk is None or k.ntk.shape != k.nngp.shape or k.ntk.dtype != k.nngp.dtype:
+    return k
+  nngp, ntk = one_loop(k.nngp, k.ntk)
+  return k.replace(nngp=nngp, ntk=ntk)
+
+
 def _symmetric_by_construction(layer: Layer) -> bool:
   """Whether every dual is bitwise symmetric in its arguments (see `Elementwise`)."""
   return getattr(layer, "symmetric_dual", True) and all(
@@ -320,10 +328,8 @@ def _output(k, layer: Layer) -> Kernel:
   The input Gram matrix is symmetric and every closed-form dual is, bit for bit, so
   x2=None kernels come out symmetric; a network with a quadrature is symmetrised.
   """
-  k = _finalize(k)
+  k = _fused(_finalize(k))
   nngp, ntk = k.nngp, k.ntk
-  if ntk is not None and ntk.dtype == nngp.dtype:
-    nngp, ntk = one_loop(nngp, ntk)
   if k.x1_is_x2 and not _symmetric_by_construction(layer):
     nngp = symmetrize(nngp)
     ntk = None if ntk is None else symmetrize(ntk)
@@ -365,10 +371,7 @@ def _carry(k):
   from one fused loop (see `one_loop`)."""
   if isinstance(k, list):
     return [_carry(b) for b in k]
-  nngp, ntk = k.nngp, k.ntk
-  if ntk is not None and ntk.shape == nngp.shape and ntk.dtype == nngp.dtype:
-    nngp, ntk = one_loop(nngp, ntk)
-  return k.replace(nngp=nngp, ntk=ntk, covs=None)
+  return _fused(k).replace(covs=None)
 
 
 def _with_covs(k, covs):
@@ -397,8 +400,8 @@ def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, cov
 
 
 _segment_jit = jax.jit(_segment, static_argnums=(0, 1, 2, 3))
-_gram_jit = jax.jit(gram)
-_transpose_jit = jax.jit(jnp.transpose)
+_gram_blocks_jit = jax.jit(gram_blocks)
+_transposes_jit = jax.jit(lambda blocks: tuple(b.T for b in blocks))
 
 
 def all_finite(*arrays) -> jax.Array:
@@ -429,9 +432,9 @@ def kernel(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
     k = matrix_pass(layer, x1, x2, need_ntk, covs)
   else:
     grams = None
-    if x2 is None:  # each its own program: the transpose is a pass, not a strided read
-      g = _gram_jit(x1, None)
-      grams = (g, _transpose_jit(g))
+    if x2 is None and x1.shape[0] > 1:  # own programs: transposes are passes, not strided reads
+      blocks = _gram_blocks_jit(x1)
+      grams = (blocks, _transposes_jit(blocks))
     k = None
     for start, stop in _plan(layer)[1]:
       k, finite = _segment_jit(layer, start, stop, need_ntk, x1, x2, k, covs, grams)
