@@ -3,6 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from dmft import convergence
@@ -29,6 +30,15 @@ def theory_vs_width(theory, ensembles, path):
   plt.close(fig)
 
 
+def _width_ticks(ax, widths):
+  """One plain label per measured width on a log axis (no crowded minor labels)."""
+  ws = np.unique(np.asarray(widths, np.int64))
+  step = int(np.ceil(len(ws) / 6))  # at most about six labels
+  ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ws[::step]))
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def width_scaling(conv, path, split=None):
   """Distances to the DMFT against width with fitted power laws.
 
@@ -49,8 +59,10 @@ def width_scaling(conv, path, split=None):
     s, c, _ = convergence.fit_power_law(split.widths, split.difference)
     ax.loglog(split.widths, c * split.widths ** s, "-", lw=0.8,
               label=f"  slope {s:+.2f}")
-  ax.set_xlabel("width N")
-  ax.legend(fontsize=6)
+  ax.set_xlabel("width N (hidden units)")
+  ax.set_ylabel("distance to the DMFT (relative)")
+  _width_ticks(ax, conv.widths)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   io.save_figure(fig, path)
   plt.close(fig)
 
