@@ -201,10 +201,10 @@ def plot(rd: runs.RunDir, summary: dict) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  titles = {"nngp_err": "NNGP at init: |K_N - K| / |K|", "ntk_err": "NTK at init",
-            "ntk_change": "NTK change in training: |T_t - T_0| / |T_0|",
-            "lin_dist": "test outputs vs linearised GD: |f_t - f_lin| / |f_lin|"}
-  fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+  titles = {"nngp_err": "NNGP at init\n|K_N - K| / |K|", "ntk_err": "NTK at init\n|T_N - T| / |T|",
+            "ntk_change": "NTK change in training\n|T_t - T_0| / |T_0|",
+            "lin_dist": "test outputs vs linearised GD\n|f_t - f_lin| / |f_lin|"}
+  fig, axes = plt.subplots(1, 4, figsize=(18, 4.4), layout="constrained")
   for ax, q in zip(axes, RATES):
     for p, e in summary.items():
       ws = np.asarray(e["widths"])
@@ -212,8 +212,10 @@ def plot(rd: runs.RunDir, summary: dict) -> None:
                   label=f"{p}: slope {e[q]['slope']:.2f}")
     ax.plot(ws, np.asarray(e[q]["mean"])[0] * (ws / ws[0]) ** -0.5, "k--", lw=0.8,
             label="width^-1/2")
-    ax.set(xscale="log", yscale="log", xlabel="width", title=titles[q])
-    ax.legend(fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel="width (hidden units)",
+           ylabel="relative distance")
+    ax.set_title(titles[q], fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
   rd.save_figure(fig, "rates.png")
   plt.close(fig)
   fig, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4), squeeze=False)
