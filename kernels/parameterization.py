@@ -65,6 +65,8 @@ class Parameterization:
     branch_exponent: residual branches are multiplied by depth**-branch_exponent
       (Bordelon et al. 2023, "Depthwise Hyperparameter Transfer", eq. 1).
     depth: number of residual blocks the branch multiplier refers to.
+    attention_exponent: attention logits are q.k * head_dim**-attention_exponent
+      (1/sqrt(d) in SP, 1/d under muP: Yang et al. 2022, "Tensor Programs V", Sec. 4).
   """
   name: str
   input: Exponents
@@ -77,6 +79,7 @@ class Parameterization:
   gamma0: float = 1.0
   branch_exponent: float = 0.0
   depth: int = 1
+  attention_exponent: float = 0.5
 
   def __post_init__(self):
     if self.std_in not in ("multiplier", "init"):
@@ -147,7 +150,8 @@ def mup(gamma0: float = 1.0) -> Parameterization:
       input=Exponents(a=0.5, b=0.0, c=-1.0, c_adam=0.0),
       hidden=Exponents(a=0.5, b=0.0, c=-1.0, c_adam=0.5),
       readout=Exponents(a=1.0, b=0.0, c=-1.0, c_adam=0.0),
-      bias_c=-1.0, bias_c_adam=0.0, readout_bias_c=0.0, gamma0=float(gamma0))
+      bias_c=-1.0, bias_c_adam=0.0, readout_bias_c=0.0, gamma0=float(gamma0),
+      attention_exponent=1.0)
 
 
 def mean_field(gamma0: float) -> Parameterization:
@@ -166,6 +170,73 @@ def depth_mup(depth: int, gamma0: float = 1.0, branch_exponent: float = 0.5) -> 
   p = mup(gamma0)
   return dataclasses.replace(p, name=f"depth_mup(L={depth}, alpha={branch_exponent:g})",
                              depth=depth, branch_exponent=float(branch_exponent))
+
+
+TRANSFORMER_ROLES = ("embedding", "hidden", "readout", "norm", "bias", "readout_bias")
+
+
+class RoleScales(NamedTuple):
+  """Concrete numbers for one transformer parameter (see `transformer_scales`)."""
+  mult: float  # forward multiplier of the stored parameter
+  init: float  # standard deviation of the stored parameter (gains: its constant value)
+  lr: float  # learning-rate factor relative to the base rate
+  eps: float  # Adam epsilon factor: the width scale of this parameter's gradient entries
+
+
+def transformer_scales(p: Parameterization, role: str, *, width: int, fan_in: int = 1,
+                       W_std: float = 1.0, optimizer: str = "adam",
+                       in_branch: bool = False) -> RoleScales:
+  """Multiplier, init scale, learning rate and Adam-epsilon factor of one transformer parameter.
+
+  Yang et al. 2022 ("Tensor Programs V", Table 3) in the abc form of Yang & Hu 2021
+  (eq. 1), read from the same `Exponents` as `dense_scales`: the embedding is an input
+  layer of fan-in 1 (a one-hot row), hidden matrices and the readout use their roles,
+  LayerNorm gains and biases the bias exponents. Gradient entries of a parameter scale
+  as width**-e with e = a_readout + b_readout (+ a_hidden for hidden matrices; readout
+  weights: a_readout; readout bias: 0), so Adam's epsilon is multiplied by width**-e and
+  never swamps them. Inside residual branches of a network with branch exponent
+  alpha > 0, learning rates get depth**(alpha - 1) (Adam) or depth**(2 alpha - 1)
+  (SGD) and epsilon depth**-alpha (Yang et al. 2023, "Tensor Programs VI"; Dey et al.
+  2025, "CompleteP", Table 1).
+  """
+  if role not in TRANSFORMER_ROLES:
+    raise ValueError(f"role must be one of {TRANSFORMER_ROLES}, got {role!r}.")
+  for name, v in (("width", width), ("fan_in", fan_in)):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+      raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+  r = p.readout
+  e_stream = r.a + r.b  # backpropagated signal in the hidden stream ~ width**-e_stream
+  if role == "embedding":
+    d = p.dense_scales(fan_in=1, fan_out=width, is_input=True, is_readout=False,
+                       W_std=W_std, b_std=None, optimizer=optimizer)
+    s = RoleScales(d.w_mult, d.w_init, d.w_lr, width ** (-e_stream))
+  elif role in ("hidden", "readout"):
+    d = p.dense_scales(fan_in=fan_in, fan_out=width, is_input=False,
+                       is_readout=role == "readout", W_std=W_std, b_std=None,
+                       optimizer=optimizer)
+    e = r.a if role == "readout" else e_stream + p.hidden.a
+    s = RoleScales(d.w_mult, d.w_init, d.w_lr, fan_in ** (-e))
+  else:  # norm gains and biases: multiplier 1, gains start at 1, biases at 0
+    is_readout = role == "readout_bias"
+    d = p.dense_scales(fan_in=fan_in if is_readout else width, fan_out=width,
+                       is_input=False, is_readout=is_readout, W_std=1.0, b_std=None,
+                       optimizer=optimizer)
+    s = RoleScales(1.0, 1.0 if role == "norm" else 0.0, d.b_lr,
+                   1.0 if is_readout else width ** (-e_stream))
+  if in_branch and p.branch_exponent > 0:
+    alpha, depth = p.branch_exponent, float(p.depth)
+    lr_depth = depth ** (alpha - 1 if optimizer == "adam" else 2 * alpha - 1)
+    s = s._replace(lr=s.lr * lr_depth, eps=s.eps * depth ** (-alpha))
+  return s
+
+
+def attention_scale(p: Parameterization, head_dim: int) -> float:
+  """Multiplier of attention logits q.k: head_dim**-attention_exponent (Yang et al. 2022, Sec. 4)."""
+  if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim < 1:
+    raise ValueError(f"head_dim must be a positive integer, got {head_dim!r}.")
+  return float(head_dim) ** (-p.attention_exponent)
 
 
 PRESETS = {"ntk": ntk, "standard": standard, "mup": mup, "mean_field": mean_field,
