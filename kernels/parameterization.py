@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 ROLES = ("input", "hidden", "readout")
 OPTIMIZERS = ("sgd", "adam")
@@ -64,7 +64,9 @@ class Parameterization:
       gamma0**2 (SGD) or gamma0 (Adam) (Bordelon & Pehlevan 2022, eq. 2).
     branch_exponent: residual branches are multiplied by depth**-branch_exponent
       (Bordelon et al. 2023, "Depthwise Hyperparameter Transfer", eq. 1).
-    depth: number of residual blocks the branch multiplier refers to.
+    depth: number of residual blocks the branch multiplier refers to; None (the
+      default): the number of `kernels.stax.Residual` blocks in the network, counted
+      by the network itself. A stated depth that disagrees with the network is an error.
     attention_exponent: attention logits are q.k * head_dim**-attention_exponent
       (1/sqrt(d) in SP, 1/d under muP: Yang et al. 2022, "Tensor Programs V", Sec. 4).
   """
@@ -78,7 +80,7 @@ class Parameterization:
   std_in: str = "multiplier"
   gamma0: float = 1.0
   branch_exponent: float = 0.0
-  depth: int = 1
+  depth: Optional[int] = None
   attention_exponent: float = 0.5
 
   def __post_init__(self):
@@ -87,13 +89,29 @@ class Parameterization:
     if not (isinstance(self.gamma0, (int, float)) and self.gamma0 > 0
             and math.isfinite(self.gamma0)):
       raise ValueError(f"gamma0 must be a positive finite number, got {self.gamma0!r}.")
-    if not (isinstance(self.depth, int) and self.depth >= 1):
-      raise ValueError(f"depth must be a positive integer, got {self.depth!r}.")
+    if self.depth is not None and not (isinstance(self.depth, int) and self.depth >= 1):
+      raise ValueError(f"depth must be a positive integer or None, got {self.depth!r}.")
 
   @property
   def branch_multiplier(self) -> float:
-    """Multiplier of each residual branch, depth**-branch_exponent."""
+    """Multiplier of each residual branch, depth**-branch_exponent (needs a stated depth
+    unless branch_exponent is 0; networks use `branch_multiplier_at`)."""
+    if self.depth is None:
+      if self.branch_exponent == 0:
+        return 1.0
+      raise ValueError(f"{self.name}: the branch multiplier needs the number of residual "
+                       "blocks; a network counts them itself (branch_multiplier_at).")
     return float(self.depth) ** (-self.branch_exponent)
+
+  def branch_multiplier_at(self, num_blocks: int, where: str = "Residual") -> float:
+    """Multiplier of each of the ``num_blocks`` residual branches of a network:
+    ``L**-branch_exponent`` with L = num_blocks (Bordelon et al. 2023, eq. 1); a stated
+    ``depth`` that disagrees with L is a ValueError."""
+    if self.depth is not None and self.depth != num_blocks:
+      raise ValueError(f"{where}: the parameterization {self.name} states depth={self.depth} "
+                       f"but the network has {num_blocks} residual blocks; state the depth "
+                       "once (depth_mup() with no depth reads it from the network).")
+    return float(max(num_blocks, 1)) ** (-self.branch_exponent)
 
   def exponents(self, role: str) -> Exponents:
     if role not in ROLES:
@@ -159,16 +177,21 @@ def mean_field(gamma0: float) -> Parameterization:
   return mup(gamma0)
 
 
-def depth_mup(depth: int, gamma0: float = 1.0, branch_exponent: float = 0.5) -> Parameterization:
-  """Depth-muP: muP plus residual branches scaled by depth**-branch_exponent (Bordelon et al. 2023, eq. 1)."""
-  if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-    raise ValueError(f"depth must be a positive integer (the number of residual blocks), "
-                     f"got {depth!r}.")
+def depth_mup(depth: Optional[int] = None, gamma0: float = 1.0,
+              branch_exponent: float = 0.5) -> Parameterization:
+  """Depth-muP: muP plus residual branches scaled by depth**-branch_exponent (Bordelon et al. 2023, eq. 1).
+
+  ``depth=None``: the number of residual blocks of the network the layers are in.
+  """
+  if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+    raise ValueError(f"depth must be a positive integer (the number of residual blocks) or "
+                     f"None, got {depth!r}.")
   if not isinstance(branch_exponent, (int, float)) or not 0 <= branch_exponent <= 1:
     raise ValueError(f"branch_exponent must be a number in [0, 1] (1/2: depth-muP, 1: 1/L), "
                      f"got {branch_exponent!r}.")
   p = mup(gamma0)
-  return dataclasses.replace(p, name=f"depth_mup(L={depth}, alpha={branch_exponent:g})",
+  return dataclasses.replace(p, name=f"depth_mup(L={'net' if depth is None else depth}, "
+                                    f"alpha={branch_exponent:g})",
                              depth=depth, branch_exponent=float(branch_exponent))
 
 
