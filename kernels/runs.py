@@ -36,13 +36,14 @@ def atomic_write_bytes(path: "str | os.PathLike", data: bytes) -> None:
     raise
 
 
-def _jsonable(x: Any):
+def jsonable(x: Any):
+  """``x`` with arrays as lists, tuples as lists and keys as strings (what JSON holds)."""
   if hasattr(x, "tolist"):
     return x.tolist()
   if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
+    return {str(k): jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [jsonable(v) for v in x]
   return x
 
 
@@ -67,11 +68,11 @@ def write_text(path, text: str) -> None:
 
 
 def write_json(path, obj: Any) -> None:
-  write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True, default=float) + "\n")
+  write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=True, default=float) + "\n")
 
 
 def write_jsonl(path, records: Iterable[dict]) -> None:
-  write_text(path, "".join(json.dumps(_jsonable(r), sort_keys=True, default=float) + "\n"
+  write_text(path, "".join(json.dumps(jsonable(r), sort_keys=True, default=float) + "\n"
                            for r in records))
 
 
@@ -103,6 +104,33 @@ def save_figure(fig, path) -> None:
   atomic_write_bytes(path, buf.getvalue())
 
 
+# Recorded in config.json beside the config, but free to differ on a rerun.
+ENVIRONMENT_FIELDS = ("jax_version", "backend")
+
+
+def check_resumable(path, config: dict, extendable=()) -> None:
+  """Raises ValueError unless the folder ``path`` is new or holds a run of ``config``.
+
+  Fields named in ``extendable`` (lists such as the widths) may differ: a rerun
+  computes the new entries and keeps the recorded ones. Nothing is written.
+  """
+  file = pathlib.Path(path) / "config.json"
+  if not file.exists():
+    return
+  try:
+    old = json.loads(file.read_text())
+  except (OSError, ValueError) as e:
+    raise ValueError(f"--out: {file} cannot be read ({e}); choose another folder.") from None
+  new = jsonable(config)
+  skip = set(extendable) | set(ENVIRONMENT_FIELDS)
+  differ = [k for k in sorted(set(old) | set(new)) if k not in skip and old.get(k) != new.get(k)]
+  if differ:
+    k = differ[0]
+    raise ValueError(f"--out={str(path)!r} holds a run of another config (config.{k}: "
+                     f"{old.get(k)!r} there, {new.get(k)!r} now); choose another --out or "
+                     "remove the folder.")
+
+
 class RunDir:
   """One experiment's folder; metrics are records with a unique ``key``."""
 
@@ -110,6 +138,10 @@ class RunDir:
     self.path = pathlib.Path(path)
     self.path.mkdir(parents=True, exist_ok=True)
     self._metrics = self.path / "metrics.jsonl"
+
+  def start(self, config: dict, **environment) -> None:
+    """Writes config.json: the config's fields and the environment (jax version, backend)."""
+    self.write_json("config.json", {**jsonable(config), **environment})
 
   def write_json(self, name: str, obj: Any) -> pathlib.Path:
     write_json(self.path / name, obj)
@@ -135,11 +167,3 @@ class RunDir:
   def save_figure(self, fig, name: str) -> pathlib.Path:
     save_figure(fig, self.path / name)
     return self.path / name
-
-
-def fit_log_slope(xs: Iterable[float], ys: Iterable[float]):
-  """Least-squares slope and intercept of log(y) against log(x)."""
-  import numpy as np
-  lx, ly = np.log(np.asarray(list(xs), float)), np.log(np.asarray(list(ys), float))
-  slope, intercept = np.polyfit(lx, ly, 1)
-  return float(slope), float(intercept)

@@ -22,42 +22,28 @@ The NTK's relative change under ``ntk`` is bounded by width^-1/2 and is expected
 to fall like width^-1 (Dyer & Gur-Ari 2020, Sec. 3); the run prints what it measures.
 
 It writes one folder: config.json, metrics.jsonl, summary.json, PNG plots and
-summary.md, and prints the fitted rates. A rerun skips finished widths.
+summary.md, and prints the fitted rates with their 95% intervals
+(`kernels.slopes.loglog_fit`). A rerun skips finished widths, and one with more
+widths or parameterizations computes only the new ones.
 
-  python -m kernels.width_check --out=runs/width_check
+  python -m kernels.width_check [--config=kernels/configs/width_check.py]
+      [--config.widths=64,256,1024 --config.seeds=2 ...] [--out=runs/width_check]
+
+(`kernels.program`: the config file's fields are the options; a bad one ends the
+program with one line naming it, before any work or write.)
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Sequence
 
-from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels import cli, optim, predict, runs, stax
+from kernels import optim, predict, program, runs, slopes, stax
 from kernels import parameterization as pz
 from kernels.empirical import conditional_nngp_fn, empirical_ntk_fn
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  flags.DEFINE_string("out", "runs/width_check", "Output folder.")
-  flags.DEFINE_list("widths", ["64", "128", "256", "512", "1024", "2048", "4096"], "Hidden widths.")
-  flags.DEFINE_list("parameterizations", ["ntk", "mup"], "Parameterizations to compare.")
-  flags.DEFINE_integer("seeds", 4, "Networks per width (vmapped).")
-  flags.DEFINE_integer("n_points", 32, "Training points.")
-  flags.DEFINE_integer("depth", 2, "Hidden layers.")
-  flags.DEFINE_enum("activation", "relu", ["relu", "erf", "gelu", "tanh"], "Nonlinearity.")
-  flags.DEFINE_integer("steps", 50, "Gradient-descent steps.")
-  flags.DEFINE_float("lr_fraction", 1.0,
-                     "Learning rate in units of 1/lambda_max(NTK/P); 2 is the stability edge.")
-  flags.DEFINE_enum("dataset", "digits", ["digits", "synthetic"], "Built-in data.")
-  flags.DEFINE_integer("seed", 0, "PRNG seed.")
 
 
 ACTIVATIONS = {"relu": (stax.Relu, 2.0 ** 0.5), "erf": (stax.Erf, 1.0),
@@ -125,8 +111,8 @@ def measure(net: stax.Layer, x, y, x_test, keys, lr: float, steps: int):
     return f0, g0, nngp0, ntk0, losses, gT, ntkT
 
   f0, g0, nngp0, ntk0, losses, gT, ntkT = run(params)
-  lin = jax.vmap(lambda f, g: predict.gradient_descent_mse(
-      k.ntk, y, lr, steps, ntk_test_train=k_test, fx_train_0=f, fx_test_0=g).test[-1])(f0, g0)
+  lin = jax.vmap(lambda f, g: predict.gradient_descent_mse(k.ntk, y, lr)(
+      fx_train_0=f, fx_test_0=g, k_test_train=k_test, steps=steps)[1])(f0, g0)
   per_seed = lambda fn, *a: np.asarray(jax.vmap(fn)(*a))
   return {
       "nngp_err": per_seed(lambda e: rel_err(e, k.nngp), nngp0),
@@ -150,12 +136,12 @@ def run_experiment(out: str, widths: Sequence[int], parameterizations: Sequence[
                    dataset: str, seed: int, progress: bool = True) -> dict:
   """Runs (or resumes) the experiment; returns the summary dict also written to disk."""
   from tqdm import tqdm
-  rd = runs.RunDir(out)
   config = dict(widths=list(widths), parameterizations=list(parameterizations), seeds=seeds,
                 n_points=n_points, depth=depth, activation=activation, steps=steps,
-                lr_fraction=lr_fraction, dataset=dataset, seed=seed,
-                jax_version=jax.__version__, backend=jax.default_backend())
-  rd.write_json("config.json", config)
+                lr_fraction=lr_fraction, dataset=dataset, seed=seed)
+  runs.check_resumable(out, config, EXTENDABLE)
+  rd = runs.RunDir(out)
+  rd.start(config, jax_version=jax.__version__, backend=jax.default_backend())
   x, y, x_test, _ = load_data(dataset, n_points, seed, n_test=n_points)
   lr = learning_rate(x, depth, activation, lr_fraction)
   done = rd.done()
@@ -189,8 +175,10 @@ def summarise(records, parameterizations, widths) -> dict:
     for q in RATES:
       means = [float(np.mean(r[q])) for r in recs]
       sems = [float(np.std(r[q]) / np.sqrt(len(r[q]))) for r in recs]
-      slope, intercept = runs.fit_log_slope(ws, means) if len(ws) >= 2 else (float("nan"),) * 2
-      entry[q] = {"mean": means, "sem": sems, "slope": slope, "intercept": intercept}
+      fit = slopes.loglog_fit(ws, means) if len(ws) >= 2 else None
+      entry[q] = {"mean": means, "sem": sems, **({
+          "slope": fit.slope, "intercept": fit.intercept, "low": fit.low, "high": fit.high}
+          if fit else dict.fromkeys(("slope", "intercept", "low", "high"), float("nan")))}
     entry["final_loss"] = [float(np.mean(r["final_loss"])) for r in recs]
     entry["loss_curves"] = [r["loss_curve"] for r in recs]
     out[p] = entry
@@ -233,62 +221,66 @@ def summary_markdown(config, summary, lr) -> str:
            f"Data: {config['dataset']} ({config['n_points']} points); depth {config['depth']} "
            f"{config['activation']} MLP; {config['seeds']} seeds per width; {config['steps']} "
            f"GD steps at lr {lr:.4g}.", "",
-           "Fitted exponents of the mean over seeds against width (theory in brackets):", "",
+           "Fitted exponents of the mean over seeds against width, with their 95% intervals "
+           "(theory in brackets):", "",
            "| parameterization | NNGP error (-0.5) | NTK error (-0.5) | NTK change (ntk: -0.5 to -1, "
            "mup: 0) | test gap to linearised GD (ntk: < 0, mup: 0) |", "|---|---|---|---|---|"]
   for p, e in summary.items():
-    lines.append(f"| {p} | {e['nngp_err']['slope']:.3f} | {e['ntk_err']['slope']:.3f} | "
-                 f"{e['ntk_change']['slope']:.3f} | {e['lin_dist']['slope']:.3f} |")
+    lines.append(f"| {p} | " + " | ".join(rate_text(e[q], "{:.3f}") for q in RATES) + " |")
   lines += ["", "Relative NTK change at the largest width: " + ", ".join(
       f"{p} {e['ntk_change']['mean'][-1]:.3g}" for p, e in summary.items() if e["widths"]), "",
       "![rates](rates.png)", "", "![loss](loss_curves.png)", ""]
   return "\n".join(lines)
 
 
-def check_flags(widths, parameterizations, seeds, n_points, depth, steps, lr_fraction, out):
-  """The flags as values, or ValueError naming the flag (before any work or write)."""
-  try:
-    widths = [int(w) for w in widths]
-  except ValueError:
-    raise ValueError(f"--widths must be positive integers, got {','.join(widths)!r}.") from None
-  if not widths or min(widths) < 1 or len(set(widths)) != len(widths):
-    raise ValueError(f"--widths must be distinct positive integers, got {widths}.")
-  for p in parameterizations:
+def rate_text(rate: dict, fmt: str = "{:+.3f}") -> str:
+  """A fitted exponent with its interval: ``-0.523 [-0.548, -0.498]``."""
+  text = fmt.format(rate["slope"])
+  if np.isfinite(rate.get("low", np.nan)):
+    text += " [" + fmt.format(rate["low"]) + ", " + fmt.format(rate["high"]) + "]"
+  return text
+
+
+EXTENDABLE = ("widths", "parameterizations")
+
+
+def check(config) -> None:
+  """Raises ValueError naming the first bad config field."""
+  program.ints_field(config, "widths", minimum=1)
+  for p in program.names_field(config, "parameterizations"):
     try:
       pz.get(p)
     except (TypeError, ValueError) as e:
-      raise ValueError(f"--parameterizations: {e}") from None
-  for name, value, least in (("seeds", seeds, 1), ("n_points", n_points, 2), ("depth", depth, 1),
-                             ("steps", steps, 1)):
-    if value < least:
-      raise ValueError(f"--{name} must be at least {least}, got {value}.")
-  if not lr_fraction > 0:
-    raise ValueError(f"--lr_fraction must be positive, got {lr_fraction}.")
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise ValueError(f"--out must be a folder, but {out!r} is a file.")
-  return widths
+      raise ValueError(f"config.parameterizations: {e}") from None
+  for name, least in (("seeds", 1), ("n_points", 2), ("depth", 1), ("steps", 1), ("seed", 0)):
+    program.int_field(config, name, minimum=least)
+  program.choice_field(config, "activation", tuple(ACTIVATIONS))
+  program.choice_field(config, "dataset", ("digits", "synthetic"))
+  program.number_field(config, "lr_fraction", positive=True)
 
 
-def main(argv):
-  if len(argv) > 1:
-    cli.fail("kernels.width_check", f"unexpected arguments {argv[1:]}")
-  try:
-    widths = check_flags(FLAGS.widths, FLAGS.parameterizations, FLAGS.seeds, FLAGS.n_points,
-                         FLAGS.depth, FLAGS.steps, FLAGS.lr_fraction, FLAGS.out)
-  except ValueError as e:
-    cli.fail("kernels.width_check", e)
-  summary = run_experiment(FLAGS.out, widths, FLAGS.parameterizations, FLAGS.seeds,
-                           FLAGS.n_points, FLAGS.depth, FLAGS.activation, FLAGS.steps,
-                           FLAGS.lr_fraction, FLAGS.dataset, FLAGS.seed)
-  print(f"\nResults in {FLAGS.out}. Fitted exponents in width (theory: kernel errors -0.5; NTK "
-        "change -0.5 to -1 under ntk, 0 under mup):")
+def run(config, out: str, progress: bool = True) -> dict:
+  """Runs (or resumes) the experiment of ``config`` in folder ``out``; prints the rates."""
+  check(config)
+  summary = run_experiment(out, list(config.widths),
+                           program.names_field(config, "parameterizations"),
+                           config.seeds, config.n_points, config.depth, config.activation,
+                           config.steps, config.lr_fraction, config.dataset, config.seed,
+                           progress=progress)
+  print(f"\nResults in {out}. Fitted exponents in width with 95% intervals (theory: kernel "
+        "errors -0.5; NTK change -0.5 to -1 under ntk, 0 under mup):")
   for p, e in summary.items():
-    print(f"  {p:>8}: NNGP error {e['nngp_err']['slope']:+.3f}  NTK error "
-          f"{e['ntk_err']['slope']:+.3f}  NTK change {e['ntk_change']['slope']:+.3f} "
+    print(f"  {p:>8}: NNGP error {rate_text(e['nngp_err'])}  NTK error "
+          f"{rate_text(e['ntk_err'])}  NTK change {rate_text(e['ntk_change'])} "
           f"(at N={e['widths'][-1]}: {e['ntk_change']['mean'][-1]:.3g})  distance to "
-          f"linearised {e['lin_dist']['slope']:+.3f}")
+          f"linearised {rate_text(e['lin_dist'])}")
+  return summary
+
+
+PROGRAM = program.Program(name="kernels.width_check",
+                          default_config="kernels/configs/width_check.py", out_name="width_check",
+                          check=check, run=run, extendable=EXTENDABLE)
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main, flags_parser=cli.flags_parser("kernels.width_check"))
+  program.main(PROGRAM)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import runs, width_check
+from kernels import program, runs, width_check
 
 
 @pytest.mark.slow
@@ -23,6 +23,8 @@ def test_rates_and_run_folder(tmp_path):
     # Kernels at initialisation converge like width^-1/2.
     assert -0.8 < s[p]["nngp_err"]["slope"] < -0.3
     assert -0.8 < s[p]["ntk_err"]["slope"] < -0.3
+    for q in width_check.RATES:  # 95% intervals around the slopes
+      assert s[p][q]["low"] < s[p][q]["slope"] < s[p][q]["high"]
   # Lazy under ntk, feature learning under mup.
   assert s["ntk"]["ntk_change"]["slope"] < -0.4
   assert abs(s["mup"]["ntk_change"]["slope"]) < 0.2
@@ -37,19 +39,78 @@ def test_rates_and_run_folder(tmp_path):
   assert json.loads(json.dumps(s2)) == json.loads((out / "summary.json").read_text())
 
 
-@pytest.mark.parametrize("flag,names", [
-    ("--widths=abc", "--widths"), ("--seeds=0", "--seeds"), ("--widths=64,0", "--widths"),
-    ("--parameterizations=ntk,bogus", "bogus"), ("--n_points=1", "--n_points"),
-    ("--lr_fraction=-1", "--lr_fraction"), ("--activation=swish", "activation"),
-])
-def test_cli_rejects_bad_flags_in_one_line_before_writing(tmp_path, flag, names):
+def _program(*args, cwd):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return subprocess.run([sys.executable, "-m", "kernels.width_check", *args], cwd=cwd,
+                        env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True,
+                        timeout=300)
+
+
+TINY = ["--config.widths=16,64", "--config.parameterizations=ntk", "--config.seeds=2",
+        "--config.n_points=6", "--config.depth=1", "--config.steps=3"]
+
+
+def test_program_runs_end_to_end_and_resumes(tmp_path):
   out = tmp_path / "run"
-  r = subprocess.run([sys.executable, "-m", "kernels.width_check", f"--out={out}", flag],
-                     capture_output=True, text=True, timeout=120)
+  r = _program(f"--out={out}", *TINY, cwd=tmp_path)
+  assert r.returncode == 0, r.stderr
+  assert "NNGP error" in r.stdout
+  config = json.loads((out / "config.json").read_text())
+  assert config["widths"] == [16, 64] and config["seeds"] == 2 and config["activation"] == "relu"
+  keys = [json.loads(line)["key"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+  assert keys == ["ntk/16", "ntk/64"]
+  for name in ("summary.json", "summary.md", "rates.png", "loss_curves.png"):
+    assert (out / name).exists(), name
+  # A rerun of the same config recomputes nothing; one of another config is refused.
+  before = (out / "metrics.jsonl").read_text()
+  cfg = program.load_config_file(width_check.PROGRAM.default_config_path)
+  cfg.update(widths=(16, 64), parameterizations=("ntk",), seeds=2, n_points=6, depth=1, steps=3)
+  width_check.PROGRAM.prepare(cfg, str(out))
+  s = width_check.run(cfg, str(out), progress=False)
+  assert (out / "metrics.jsonl").read_text() == before
+  assert s["ntk"]["widths"] == [16, 64]
+  bad = _program(f"--out={out}", *TINY, "--config.seeds=3", cwd=tmp_path)
+  assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+      f"kernels.width_check: error: --out={str(out)!r} holds a run of another config "
+      "(config.seeds: 2 there, 3 now); choose another --out or remove the folder."]
+  assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_rates_are_printed_with_their_interval():
+  assert width_check.rate_text({"slope": -0.5234, "low": -0.61, "high": -0.4}) == (
+      "-0.523 [-0.610, -0.400]")
+  nan = float("nan")  # two widths: no interval
+  assert width_check.rate_text({"slope": -0.5, "low": nan, "high": nan}) == "-0.500"
+
+
+@pytest.mark.parametrize("field,value", [
+    ("widths", ("abc",)), ("seeds", 0), ("widths", (64, 0)), ("widths", (64, 64)),
+    ("parameterizations", ("ntk", "bogus")), ("n_points", 1), ("lr_fraction", -1.0),
+    ("lr_fraction", float("nan")), ("activation", "swish"), ("dataset", "mnist"),
+    ("depth", 0), ("steps", -3),
+])
+def test_bad_config_field_is_rejected_with_its_name(tmp_path, field, value):
+  cfg = program.load_config_file(width_check.PROGRAM.default_config_path)
+  cfg[field] = value
+  with pytest.raises(ValueError, match=f"config.{field}"):
+    width_check.PROGRAM.prepare(cfg, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.seeds=0"], "config.seeds must be an integer >= 1, got 0."),
+    (["--config.seeds=x"], "--config.seeds=x"),
+    (["--config.parameterizations=ntk,bogus"], "config.parameterizations: Unknown"),
+    (["--config.sedes=2"], "--config.sedes: config has no field 'sedes'"),
+    (["--config=nope.py"], "--config file 'nope.py' not found"),
+])
+def test_program_rejects_bad_config_in_one_line_before_writing(tmp_path, args, message):
+  out = tmp_path / "run"
+  r = _program(f"--out={out}", *args, cwd=tmp_path)
   assert r.returncode == 1, r.stderr
   lines = r.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("kernels.width_check: error:"), r.stderr
-  assert names in lines[0] and "Traceback" not in r.stderr
+  assert len(lines) == 1 and lines[0].startswith("kernels.width_check: error: "), r.stderr
+  assert message in lines[0]
   assert not out.exists()
 
 

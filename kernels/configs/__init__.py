@@ -1,0 +1,1 @@
+"""ml_collections config files of the kernels/ programs (`python -m kernels.width_check`)."""

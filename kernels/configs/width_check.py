@@ -1,0 +1,17 @@
+"""Theory against finite width on scikit-learn's digits (``make demo``; CPU, a few minutes)."""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.widths = (64, 128, 256, 512, 1024, 2048, 4096)  # hidden widths (a rerun may add some)
+  c.parameterizations = ("ntk", "mup")  # compared side by side (a rerun may add some)
+  c.seeds = 4  # networks per width, vmapped
+  c.n_points = 32  # training points (and as many held-out points)
+  c.depth = 2  # hidden layers
+  c.activation = "relu"  # relu | erf | gelu | tanh
+  c.steps = 50  # gradient-descent steps
+  c.lr_fraction = 1.0  # learning rate in units of 1/lambda_max(NTK/P); 2 is the stability edge
+  c.dataset = "digits"  # digits | synthetic
+  c.seed = 0  # PRNG seed
+  return c
