@@ -1,9 +1,12 @@
 r"""Solves a DMFT, trains finite-width ensembles and compares them.
 
-  python -m dmft.run --config=dmft/configs/two_layer.py --out=runs/dmft2
+  python -m dmft.run [--config=dmft/configs/two_layer.py] [--config.gamma0=0.5 ...]
+      [--out=DIR]
 
-Configs: dmft/configs/{two_layer,deep,residual}.py; --out defaults to
-runs/dmft_<config name>.
+Configs: dmft/configs/{two_layer,deep,residual}.py (two_layer by default); --out
+defaults to runs/dmft for the default config and runs/dmft_<config name> for
+another. Every config field is checked before any work or write; a bad one ends
+the program with one line naming it (`kernels.program`).
 
 Writes OUT/config.json, OUT/metrics.jsonl (one record per finished stage),
 OUT/*.png (theory against width-N networks), OUT/summary.md, and caches
@@ -11,27 +14,18 @@ OUT/*.png (theory against width-N networks), OUT/summary.md, and caches
 exists, so an interrupted run resumes where it stopped.
 """
 import os
-import sys
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
-import numpy as np
 import tqdm
 
 from dmft import convergence
 from dmft import data as data_lib
 from dmft import deep
 from dmft import ensembles
-from kernels import cli
+from kernels import program
 from kernels import runs as io
 from dmft import plots
 from dmft import two_layer
-
-FLAGS = flags.FLAGS
-
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "configs")
@@ -45,17 +39,6 @@ def available_configs():
   """Names of the configs shipped in dmft/configs (without '.py')."""
   return sorted(n[:-3] for n in os.listdir(_CONFIG_DIR)
                 if n.endswith(".py") and not n.startswith("_"))
-
-
-def define_flags():
-  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  names = ", ".join(f"dmft/configs/{n}.py" for n in available_configs())
-  config_flags.DEFINE_config_file(
-      "config", None, f"Required. ml_collections config file, one of: {names} "
-      "(fields can be overridden, e.g. --config.gamma0=0.5).")
-  flags.DEFINE_string(
-      "out", None, "Output folder (default: runs/dmft_<config name>, e.g. "
-      "runs/dmft_two_layer for dmft/configs/two_layer.py).")
 
 
 def validate_config(cfg):
@@ -115,6 +98,7 @@ def run(cfg, out):
   validate_config(cfg)
   if os.path.exists(out) and not os.path.isdir(out):
     raise ValueError(f"out must be a folder, but {out!r} is a file")
+  io.check_resumable(out, program.config_dict(cfg), EXTENDABLE)
   os.makedirs(os.path.join(out, "cache"), exist_ok=True)
   io.write_json(os.path.join(out, "config.json"), cfg.to_dict())
   metrics_path = os.path.join(out, "metrics.jsonl")
@@ -246,46 +230,18 @@ def _summary_md(cfg, theory, ens, summary, sweep, y):
   return "\n".join(lines) + "\n"
 
 
+# Fields a rerun into the same folder may change (new stages run, old ones are kept).
+EXTENDABLE = ("widths", "gamma_sweep")
+
+PROGRAM = program.Program(name="dmft.run", default_config="dmft/configs/two_layer.py",
+                          out_name="dmft", check=validate_config, run=run,
+                          extendable=EXTENDABLE)
+
+
 def default_out(config_path):
-  """runs/dmft_<config file stem> (overrides after ':' dropped)."""
-  stem = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
-  return os.path.join("runs", f"dmft_{stem}")
-
-
-def main(argv):
-  if len(argv) > 1:
-    cli.fail("dmft.run", f"unexpected arguments {argv[1:]}")
-  out = FLAGS.out
-  if out is None:
-    out = default_out(config_flags.get_config_filename(FLAGS["config"]))
-  try:
-    validate_config(FLAGS.config)
-    if os.path.exists(out) and not os.path.isdir(out):
-      raise ValueError(f"--out must be a folder, but {out!r} is a file")
-  except ValueError as e:
-    cli.fail("dmft.run", e)
-  logging.info("writing to %s", out)
-  run(FLAGS.config, out)
-
-
-def check_config_path(argv):
-  """Exits with a one-line error when --config names a missing file.
-
-  (ml_collections would otherwise fail with a traceback while parsing.)
-  """
-  for i, a in enumerate(argv):
-    path = None
-    if a.startswith("--config="):
-      path = a.split("=", 1)[1]
-    elif a == "--config" and i + 1 < len(argv):
-      path = argv[i + 1]
-    if path is not None and not os.path.isfile(path.split(":")[0]):
-      names = ", ".join(f"dmft/configs/{n}.py" for n in available_configs())
-      cli.fail("dmft.run", f"--config file {path!r} not found; available: {names}")
+  """runs/dmft for the default config, runs/dmft_<config file stem> for another."""
+  return PROGRAM.default_out(config_path)
 
 
 if __name__ == "__main__":
-  check_config_path(sys.argv)
-  define_flags()
-  flags.mark_flag_as_required("config")
-  app.run(main, flags_parser=cli.flags_parser("dmft.run"))
+  program.main(PROGRAM)

@@ -15,8 +15,8 @@ def get_config():
   c.n_samples = 4096
   c.n_response = 128
   c.seed = 0
-  c.widths = [256, 512, 1024]
+  c.widths = (256, 512, 1024)
   c.n_seeds = 8
-  c.gamma_sweep = []
+  c.gamma_sweep = ()
   c.sweep_samples = 2048
   return c

@@ -14,9 +14,9 @@ def get_config():
   c.steps = 40
   c.n_samples = 2 ** 17
   c.seed = 0
-  c.widths = [128, 256, 512, 1024, 2048, 4096]
+  c.widths = (128, 256, 512, 1024, 2048, 4096)
   c.n_seeds = 16
   c.split_pairs = 32  # pairs of width-N networks and their width-2N union (0: skip)
-  c.gamma_sweep = [0.01, 0.3, 1.0, 2.0, 4.0]
+  c.gamma_sweep = (0.01, 0.3, 1.0, 2.0, 4.0)
   c.sweep_samples = 2 ** 14
   return c

@@ -56,27 +56,61 @@ def _program(*args, cwd):
                         env=env, capture_output=True, text=True, timeout=300)
 
 
+def test_program_runs_end_to_end(tmp_path):
+  out = tmp_path / "run"
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  r = _program(f"--out={out}", "--config.data.n_train=4", "--config.data.n_test=2",
+               "--config.steps=3", "--config.n_samples=256", "--config.widths=16,32",
+               "--config.n_seeds=2", "--config.split_pairs=0", "--config.gamma_sweep=()",
+               cwd=str(tmp_path))
+  assert r.returncode == 0, r.stderr
+  config = json.loads((out / "config.json").read_text())
+  assert config["solver"] == "two_layer" and config["widths"] == [16, 32]
+  assert config["data"]["n_train"] == 4
+  with open(out / "metrics.jsonl") as f:
+    stages = [json.loads(line)["stage"] for line in f]
+  assert stages == ["dmft", "width_16", "width_32", "convergence"]
+  assert (out / "summary.md").exists() and (out / "loss_vs_width.png").exists()
+  # The same folder with another config is refused before any work.
+  bad = _program(f"--out={out}", "--config.steps=4", cwd=str(tmp_path))
+  assert bad.returncode == 1 and "config.data" in bad.stderr, bad.stderr
+  assert len(bad.stderr.strip().splitlines()) == 1
+  assert PROGRAM_DEFAULT in run.PROGRAM.default_config_path.replace(os.sep, "/")
+  assert os.path.isfile(os.path.join(root, PROGRAM_DEFAULT))
+
+
+PROGRAM_DEFAULT = "dmft/configs/two_layer.py"
+
+
 def test_program_help_and_bad_flags(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.dirname(
       os.path.abspath(__file__))))
   helped = _program("--help", cwd=root)
   # (absl exits with status 1 after --help)
-  for name in ("two_layer", "deep", "residual"):
-    assert f"dmft/configs/{name}.py" in helped.stdout
-  assert "Required" in helped.stdout and "runs/dmft_" in helped.stdout
+  assert PROGRAM_DEFAULT in helped.stdout and "runs/dmft" in helped.stdout
   out = tmp_path / "bad"
   for args, expected in (
       ([f"--config={root}/dmft/configs/deep.py", "--config.solver=foo",
         f"--out={out}"], "config.solver"),
       ([f"--config={root}/dmft/configs/deep.py", "--config.steps=0",
         f"--out={out}"], "config.steps"),
+      (["--config.gamma0=-1", f"--out={out}"], "config.gamma0"),
+      (["--config.widths=64,0", f"--out={out}"], "config.widths"),
+      (["--config.gamma_sweep=0,1", f"--out={out}"], "config.gamma_sweep"),
+      (["--config.n_seeds=x", f"--out={out}"], "--config.n_seeds"),
+      (["--config.gamma=1", f"--out={out}"], "no field 'gamma'"),
+      (["--config.data.dimm=1", f"--out={out}"], "no field 'dimm'"),
       ([f"--config={root}/dmft/configs/nope.py", f"--out={out}"],
        "not found")):
     bad = _program(*args, cwd=str(tmp_path))
-    assert bad.returncode != 0, args
+    assert bad.returncode == 1, args
     assert "Traceback" not in bad.stderr, bad.stderr
     lines = [l for l in bad.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and expected in lines[0], bad.stderr
+    assert len(lines) == 1 and lines[0].startswith("dmft.run: error: "), bad.stderr
+    assert expected in lines[0], bad.stderr
     assert not out.exists()  # no config.json written on a bad flag
   assert run.default_out("dmft/configs/deep.py") == os.path.join(
       "runs", "dmft_deep")
+  assert run.default_out(run.PROGRAM.default_config_path) == os.path.join(
+      "runs", "dmft")
