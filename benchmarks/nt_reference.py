@@ -152,6 +152,21 @@ def versions():
               numpy=np.__version__, python=platform.python_version())
 
 
+def _restore_jax_aliases():
+  """Two names that neural-tangents' structured derivatives read from ``jax.interpreters.ad``.
+
+  jax 0.4.30 and later dropped the aliases ``ad.source_info_util`` and ``ad.config``
+  (the modules themselves remain), so implementation 3 fails with an
+  AttributeError; restoring the two aliases lets it run unchanged on jax 0.5.3.
+  """
+  import jax.interpreters.ad as ad  # pylint: disable=g-import-not-at-top
+  from jax._src import source_info_util  # pylint: disable=g-import-not-at-top
+  if not hasattr(ad, "source_info_util"):
+    ad.source_info_util = source_info_util
+  if not hasattr(ad, "config"):
+    ad.config = jax.config
+
+
 class Server:
   """State of the benchmark commands between calls."""
 
@@ -160,11 +175,11 @@ class Server:
     self.empirical = {}
 
   # -- infinite-width kernels --
-  def kernel_setup(self, inputs_npz, depth, width, W_std, b_std):
+  def kernel_setup(self, inputs_npz, depth, width, W_std, b_std, activation="Relu"):
     x = jnp.asarray(np.load(inputs_npz)["x"], jnp.float32)
     layers = []
     for _ in range(depth):
-      layers += [stax.Dense(width, W_std=W_std, b_std=b_std), stax.Relu()]
+      layers += [stax.Dense(width, W_std=W_std, b_std=b_std), getattr(stax, activation)()]
     layers.append(stax.Dense(1, W_std=W_std, b_std=b_std))
     _, _, kernel_fn = stax.serial(*layers)
     fn = jax.jit(kernel_fn, static_argnames=("get",))
@@ -206,6 +221,8 @@ class Server:
       if i < depth:
         params.append(())
     params = tuple(params)
+    if implementation == 3:
+      _restore_jax_aliases()
     ntk_fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0,
                                  implementation=implementation)
     t0 = time.perf_counter()

@@ -26,8 +26,20 @@ from typing import Any, Optional, Sequence
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "nt_reference.py"
 ENV_VAR = "WIDENETS_NT_VENV"
-PINS = ("jax==0.5.3", "jaxlib==0.5.3", "tf2jax==0.3.6", "tensorflow-cpu",
-        "neural-tangents==0.6.5")
+# Every package of a working environment (``pip freeze`` of one created on Python 3.11,
+# 2.7 GB on disk, most of it tensorflow-cpu), so that a new one is the same.
+PINS = (
+    "neural-tangents==0.6.5", "jax==0.5.3", "jaxlib==0.5.3", "tf2jax==0.3.6",
+    "tensorflow-cpu==2.21.0", "tensorflow==2.21.0", "keras==3.15.1", "numpy==2.4.6",
+    "scipy==1.17.1", "ml_dtypes==0.6.0", "opt_einsum==3.4.0", "frozendict==2.5.1",
+    "dm-tree==0.1.10", "absl-py==2.5.1", "astunparse==1.6.3", "attrs==26.1.0",
+    "certifi==2026.10.19.post1", "charset-normalizer==3.5.3", "flatbuffers==25.12.19",
+    "gast==0.7.0", "google-pasta==0.2.0", "grpcio==1.85.3", "h5py==3.14.0", "idna==3.20",
+    "libclang==18.1.1", "markdown-it-py==4.3.0", "mdurl==0.1.2", "namex==0.1.0",
+    "optree==0.20.0", "packaging==26.4", "protobuf==7.36.2", "Pygments==2.21.0",
+    "requests==2.34.2", "rich==15.0.0", "six==1.17.0", "termcolor==3.3.0",
+    "typing_extensions==4.16.0", "urllib3==2.8.0", "wrapt==2.5.2", "wheel==0.48.0",
+)
 REPLY_PREFIX = "@@reply "
 _CHECK = ("import jax, jaxlib, neural_tangents as nt; "
           "assert jax.__version__ == '0.5.3', jax.__version__; "
@@ -66,7 +78,7 @@ def ensure(verbose: bool = True) -> pathlib.Path:
   """Creates the reference environment if it does not import already; returns its python.
 
   Idempotent: a working environment is left untouched. Creation needs the package
-  registry (a few minutes, about 1 GB for tensorflow-cpu).
+  registry (a few minutes; 2.7 GB on disk, most of it tensorflow-cpu).
   """
   if is_ready():
     return python_path()
