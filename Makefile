@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= runs/width_check
+SUITE ?= quick
 
 .PHONY: demo test test-fast bench venv clean
 
@@ -26,7 +27,7 @@ test-fast: venv
 	$(PY) -m pytest -n 2 -m "not slow" tests
 
 bench: venv
-	$(PY) -m benchmarks.run_all
+	$(PY) -m benchmarks.run_all --suite=$(SUITE)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,27 +1,27 @@
 """First-call (compile) and later-call time of kernel_fn against depth.
 
-  python -m benchmarks.compile_speed [--depths 16,64,256] [--repeats 5]
+  python -m benchmarks.compile_speed [--suite=quick|full] [--out=DIR]
 
 Network: Dense(512) then ``depth`` x (activation, Dense(512)), W_std=1.4, b_std=0.05,
 ``kernel_fn(x, None, ("nngp", "ntk"))`` in float32 on 6 inputs of dimension 10 (the
 size where compilation, not arithmetic, is the cost). Each depth runs in a fresh
 process, so its first call compiles from nothing; later calls are the median of
-``--repeats``. Reports the log-log slope of first-call time against depth (1 is
+3 (5 in the full suite, which adds depth 256). Reports the log-log slope of first-call time against depth (1 is
 linear). Before the (n1, n2) pass was split into programs of a bounded number of
 nonlinearities, the first call took 2.1 s at depth 40, 40 s at 70 and about 4 min 43 s
-at 100. Writes benchmarks/results/compile_speed.json.
+at 100.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 
 import numpy as np
 
-import benchmarks
+from benchmarks import harness
 
+TITLE = "kernel_fn first call (compilation) against depth"
 ACTIVATIONS = ("relu", "erf")
 
 
@@ -44,8 +44,9 @@ def measure(activation: str, depth: int, repeats: int) -> dict:
     t0 = time.perf_counter()
     jax.block_until_ready(net.kernel_fn(x, None, ("nngp", "ntk")))
     later.append(time.perf_counter() - t0)
-  return dict(first_call_s=first, later_call_median_s=benchmarks.median(later),
-              later_call_min_s=min(later), later_call_max_s=max(later))
+  st = harness.stats(later)
+  return dict(first_call_s=first, later_call_median_s=st["median"], later_call_min_s=st["min"],
+              later_call_max_s=st["max"], repeats=st["repeats"], later_times_s=st["times"])
 
 
 def _in_fresh_process(activation: str, depth: int, repeats: int) -> dict:
@@ -56,40 +57,28 @@ def _in_fresh_process(activation: str, depth: int, repeats: int) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def summary(result) -> list:
-  rows = []
-  for act, entry in result["cases"].items():
-    for depth, m in entry["depths"].items():
-      rows.append((f"compile_speed: {act} depth {depth} first / later call (s)",
-                   f"{m['first_call_s']:.2f} / {m['later_call_median_s']:.3f}"))
-    rows.append((f"compile_speed: {act} slope of first call in depth", f"{entry['slope']:.2f}"))
-  return rows
-
-
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--depths", default="16,64,256")
-  p.add_argument("--repeats", type=int, default=5)
-  a = p.parse_args(argv)
-  depths = [int(d) for d in a.depths.split(",")]
-  result = dict(machine=benchmarks.machine_info(), versions=benchmarks.main_versions(),
-                network="Dense(512) + depth x (act, Dense(512)), 6 inputs of dim 10, float32",
-                cases={})
+def run(ctx) -> dict:
+  depths = (16, 64, 256) if ctx.full else (16, 64)
+  rows, details = [], {}
   for act in ACTIVATIONS:
-    entry = {"depths": {}}
+    entry = {}
     for depth in depths:
-      m = _in_fresh_process(act, depth, a.repeats)
-      entry["depths"][str(depth)] = m
-      print(f"{act} depth {depth}: first call {m['first_call_s']:.2f} s, later "
-            f"{m['later_call_median_s']:.4f} s", flush=True)
-    firsts = [entry["depths"][str(d)]["first_call_s"] for d in depths]
-    entry["slope"] = float(np.polyfit(np.log(depths), np.log(firsts), 1)[0]) if len(depths) > 1 else None
-    result["cases"][act] = entry
-  path = benchmarks.write_json("compile_speed", result)
-  for row, value in summary(result):
-    print(f"{row:60s} {value}")
-  print(f"wrote {path}")
+      entry[depth] = _in_fresh_process(act, depth, 5 if ctx.full else 3)
+      ctx.log(f"{act} depth {depth}: first call {entry[depth]['first_call_s']:.2f} s")
+    from kernels import slopes  # pylint: disable=g-import-not-at-top
+    fit = slopes.loglog_fit(list(depths), [entry[d]["first_call_s"] for d in depths])
+    details[act] = dict(depths={str(d): m for d, m in entry.items()}, slope=fit.slope,
+                        interval=[fit.low, fit.high])
+    for depth in depths:
+      m = entry[depth]
+      later = dict(median=m["later_call_median_s"], min=m["later_call_min_s"],
+                   max=m["later_call_max_s"], repeats=m["repeats"], times=m["later_times_s"])
+      rows.append(harness.row(
+          f"{act} depth {depth}, 6 inputs: later calls", later,
+          first_call=dict(ours=m["first_call_s"]),
+          note=(f"first call ~ depth^{fit.slope:.2f}" if depth == depths[-1] else "")))
+  return dict(rows=rows, details=details)
 
 
 if __name__ == "__main__":
-  main()
+  harness.case_main(run)

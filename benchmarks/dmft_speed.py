@@ -1,120 +1,121 @@
-"""Speed of the two-layer DMFT solver against the reference algorithm.
+"""DMFT solves, cold (first call, compilation included) and warm, against the reference algorithm.
 
-  python -m benchmarks.dmft_speed
+  python -m benchmarks.dmft_speed [--suite=quick|full] [--out=DIR]
 
-Measures, in one process and at the same T, P and sample count: the
-reference notebook algorithm (`benchmarks.dmft_reference`: dense (T P)^2
-kernels, eigendecomposition sampling, fixed outer iterations, Python time
-loop) and `dmft.solve_two_layer` (jit end to end, lax.scan over time,
-batched samples, control variates); the agreement of their loss curves
-against the Monte Carlo spread of the reference; and how the solver's cost
-grows with T and P. Writes benchmarks/results/dmft_speed.json.
+Two-layer: `dmft.solve_two_layer` (ReLU, muP, gamma0 = 1, lr 0.2, T = 40 steps,
+P = 12 points in 6 dimensions, 2048 samples) against the published algorithm
+as released in notebooks (`benchmarks.dmft_reference`: dense (T P)^2 kernels,
+eigendecomposition sampling, a Python time loop, 20 outer iterations) at the
+same T, P and samples. The cold call of ours runs in a fresh process, as a
+researcher's first configuration does; warm calls are interleaved with the
+reference's. Values: the largest difference of the two loss curves next to the
+reference's own spread over two seeds. Deep: `dmft.solve_deep` (L = 2 hidden
+layers), cold and warm; no reference implementation of the deep algorithm is
+included, so its row has ours only. The full suite doubles T and the repeats.
 """
+from __future__ import annotations
+
 import json
-import os
-import platform
-import statistics
+import subprocess
+import sys
 import time
 
-import jax
 import numpy as np
 
-import dmft
-from benchmarks import dmft_reference
-from dmft import data
+from benchmarks import harness
 
-OUT = os.path.join(os.path.dirname(__file__), "results", "dmft_speed.json")
-
-
-def _time(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    out = fn()
-    jax.block_until_ready(jax.tree_util.tree_leaves(out.loss))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times), times
+TITLE = "DMFT two-layer and deep solves, cold and warm, vs the reference algorithm"
+P, DIM, LR, GAMMA0, SAMPLES, OUTER = 12, 6, 0.2, 1.0, 2048, 20
 
 
-def main():
-  p, steps, n, lr, gamma0, n_outer = 12, 40, 2048, 0.2, 1.0, 20
-  x, y, _, _ = data.synthetic(n_train=p, n_test=1, dim=6, seed=0)
+def problem(kind: str, steps: int) -> dict:
+  return dict(kind=kind, steps=steps, n_samples=SAMPLES if kind == "two_layer" else 1024)
 
-  def ours(seed=0, **kw):
-    args = dict(activation="relu", gamma0=gamma0, lr=lr, steps=steps,
-                n_samples=n, seed=seed)
-    args.update(kw)
-    return dmft.solve_two_layer(x, y, **args)
 
+def solve(kind: str, steps: int, seed: int):
+  """One solve of ours; returns its loss curve."""
+  import dmft  # pylint: disable=g-import-not-at-top
+  from dmft import data  # pylint: disable=g-import-not-at-top
+  x, y, _, _ = data.synthetic(n_train=P if kind == "two_layer" else 6, n_test=1,
+                              dim=DIM if kind == "two_layer" else 5, seed=0)
+  if kind == "two_layer":
+    r = dmft.solve_two_layer(x, y, activation="relu", gamma0=GAMMA0, lr=LR, steps=steps,
+                             n_samples=SAMPLES, seed=seed)
+  else:
+    r = dmft.solve_deep(x, y, depth=2, activation="relu", gamma0=GAMMA0, lr=1.0, steps=steps,
+                        n_samples=1024, n_response=128, seed=seed)
+  return np.asarray(r.loss)
+
+
+def cold_call(kind: str, steps: int) -> float:
+  """First call in the current process (compilation included), in seconds."""
   t0 = time.perf_counter()
-  ours(seed=0)
-  cold = time.perf_counter() - t0
-  warm, warm_all = _time(lambda: ours(seed=1), 7)
+  solve(kind, steps, seed=0)
+  return time.perf_counter() - t0
 
-  ref_times, ref_losses = [], []
-  for seed in (0, 1):
+
+def _cold_in_fresh_process(kind: str, steps: int) -> float:
+  code = ("import json; from benchmarks.dmft_speed import cold_call; "
+          f"print(json.dumps(cold_call({kind!r}, {steps})))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(ctx) -> dict:
+  from benchmarks import dmft_reference  # pylint: disable=g-import-not-at-top
+  from dmft import data  # pylint: disable=g-import-not-at-top
+  steps = 80 if ctx.full else 40
+  repeats = 5 if ctx.full else 3
+  rows, details = [], {}
+
+  cold = [_cold_in_fresh_process("two_layer", steps) for _ in range(2 if ctx.full else 1)]
+  solve("two_layer", steps, seed=0)  # warm-up in this process
+  x, y, _, _ = data.synthetic(n_train=P, n_test=1, dim=DIM, seed=0)
+  ref_losses, ours_losses = [], []
+  seed = iter(range(1, 1000))
+
+  def ours():
+    t0 = time.perf_counter()
+    ours_losses.append(solve("two_layer", steps, next(seed)))
+    return time.perf_counter() - t0
+
+  def reference():
     t0 = time.perf_counter()
     loss, _, _ = dmft_reference.solve_two_layer_reference(
-        x, y, gamma0=gamma0, lr=lr, steps=steps, n_samples=n,
-        n_outer=n_outer, seed=seed)
-    ref_times.append(time.perf_counter() - t0)
+        x, y, gamma0=GAMMA0, lr=LR, steps=steps, n_samples=SAMPLES, n_outer=OUTER,
+        seed=len(ref_losses))
     ref_losses.append(loss)
-  ref_time = statistics.median(ref_times)
-  accurate = ours(seed=2, n_samples=2 ** 17).loss
-  mine = ours(seed=1).loss
-  ref_spread = float(np.max(np.abs(ref_losses[0] - ref_losses[1])))
-  agreement = dict(
-      max_abs_diff_ours_vs_reference=float(np.max(np.abs(
-          mine - ref_losses[0]))),
-      max_abs_diff_reference_seeds=ref_spread,
-      max_abs_diff_ours_vs_ours_2e17=float(np.max(np.abs(mine - accurate))),
-      max_abs_diff_reference_vs_ours_2e17=float(np.max(np.abs(
-          ref_losses[0] - accurate))),
-      ours_mc_error_max=float(np.max(ours(seed=1).mc_error)),
-      loss_ours=mine.tolist(), loss_reference=ref_losses[0].tolist())
+    return time.perf_counter() - t0
 
-  scaling = {"T": {}, "P": {}}
-  for t in (25, 50, 100, 200):
-    med, _ = _time(lambda t=t: ours(steps=t), 1)  # compile
-    med, _ = _time(lambda t=t: ours(steps=t, seed=3), 3)
-    scaling["T"][t] = med
-  for pp in (8, 16, 32, 64):
-    xp, yp, _, _ = data.synthetic(n_train=pp, n_test=1, dim=6, seed=0)
-    run = lambda s, xp=xp, yp=yp: dmft.solve_two_layer(  # noqa: E731
-        xp, yp, gamma0=gamma0, lr=lr, steps=steps, n_samples=n, seed=s)
-    _time(lambda: run(0), 1)
-    med, _ = _time(lambda: run(3), 3)
-    scaling["P"][pp] = med
-  exps = {k: dmft.fit_power_law(list(v.keys()), list(v.values()))[0]
-          for k, v in scaling.items()}
+  times = harness.interleave(dict(ours=ours, reference=reference), repeats, log=ctx.log)
+  st = {k: harness.stats(v) for k, v in times.items()}
+  spread = float(np.max(np.abs(ref_losses[0] - ref_losses[1])))
+  diff = float(np.max(np.abs(ours_losses[0] - ref_losses[0])) / np.max(np.abs(ref_losses[0])))
+  cold_st = harness.stats(cold)
+  details["two_layer"] = dict(steps=steps, P=P, dim=DIM, n_samples=SAMPLES, outer=OUTER,
+                              times_s=times, cold_s=cold,
+                              reference_seed_spread_rel=spread / float(np.max(ref_losses[0])),
+                              ours_vs_reference_rel=diff)
+  rows.append(harness.row(f"two-layer, T={steps}, P={P}, warm", st["ours"], st["reference"],
+                          reference_name="reference algorithm (numpy)",
+                          first_call=dict(ours=cold_st["median"],
+                                          reference=times["reference"][0]),
+                          max_diff=diff, note="loss curves; reference's own seed spread "
+                          f"{details['two_layer']['reference_seed_spread_rel']:.2g}"))
+  rows.append(harness.row(f"two-layer, T={steps}, P={P}, cold (fresh process)", cold_st,
+                          st["reference"], reference_name="reference algorithm (numpy)",
+                          note="ours includes compilation"))
 
-  out = dict(
-      machine=dict(platform=platform.platform(), processor=platform.processor(),
-                   cpus=os.cpu_count(), python=platform.python_version(),
-                   devices=[str(d) for d in jax.devices()]),
-      versions=dict(jax=jax.__version__, numpy=np.__version__),
-      problem=dict(P=p, steps=steps, n_samples=n, lr=lr, gamma0=gamma0,
-                   activation="relu", reference_outer_iterations=n_outer),
-      ours_seconds=dict(median_warm=warm, all_warm=warm_all,
-                        first_call_with_compile=cold),
-      reference_seconds=dict(median=ref_time, all=ref_times),
-      speedup_warm=ref_time / warm,
-      speedup_including_compile=ref_time / cold,
-      agreement=agreement,
-      scaling_seconds={k: {str(a): b for a, b in v.items()}
-                       for k, v in scaling.items()},
-      scaling_exponents=exps)
-  os.makedirs(os.path.dirname(OUT), exist_ok=True)
-  tmp = OUT + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(out, f, indent=2)
-  os.replace(tmp, OUT)
-  print(json.dumps({k: out[k] for k in ("ours_seconds", "reference_seconds",
-                                         "speedup_warm",
-                                         "speedup_including_compile",
-                                         "scaling_exponents")}, indent=2))
-  print({k: v for k, v in agreement.items() if not k.startswith("loss")})
+  deep_cold = _cold_in_fresh_process("deep", steps // 2)
+  solve("deep", steps // 2, seed=0)
+  deep = harness.interleave(dict(ours=lambda: harness.timer(
+      lambda: solve("deep", steps // 2, next(seed)))()), repeats, log=ctx.log)
+  details["deep"] = dict(depth=2, steps=steps // 2, times_s=deep["ours"], cold_s=deep_cold)
+  rows.append(harness.row(f"deep L=2, T={steps // 2}, P=6, warm", harness.stats(deep["ours"]),
+                          first_call=dict(ours=deep_cold),
+                          note="no reference implementation of the deep algorithm"))
+  return dict(rows=rows, details=details)
 
 
 if __name__ == "__main__":
-  main()
+  harness.case_main(run)

@@ -1,201 +1,151 @@
-"""NNGP + NTK of a deep ReLU MLP: kernels.stax vs neural-tangents vs one Gram product.
+"""NNGP + NTK of deep ReLU and Erf MLPs: kernels.stax against neural-tangents and one Gram product.
 
-  python -m benchmarks.kernel_speed [--n 4000] [--repeats 7] [--no-reference]
+  python -m benchmarks.kernel_speed [--suite=quick|full] [--out=DIR] [--no_reference]
 
-Network: ``depth`` x (Dense(width) -> Relu) -> Dense(1), NTK parameterization,
-W_std=1.5, b_std=0.05; ``kernel_fn(x, None, get=("nngp", "ntk"))`` in float32 on n
-inputs of dimension 784. Timed after a warm-up call (compilation excluded), with
-``block_until_ready``; the repeats of the three contenders are interleaved
-(ours, neural-tangents in its own process, Gram) so that load from other
-processes hits all of them alike, and medians are reported. The Gram product
-``x @ x.T`` (jitted) is the floor: every kernel needs at least that.
-Writes benchmarks/results/kernel_speed.json.
+Network: 5 x (Dense(512, W_std=1.5, b_std=0.05) -> activation) -> Dense(1), NTK
+parameterization; ``kernel_fn(x, None, get=("nngp", "ntk"))`` in float32 on 4000
+seeded Gaussian inputs of dimension 784. Ours, neural-tangents (in its own
+process) and the jitted Gram product ``x @ x.T`` (the floor every kernel pays)
+are timed in alternation after a first call each (reported: compilation
+included). Values: ours against neural-tangents on the first 200 points, and
+both against our float64 kernels. The full suite adds repeats and a sweep of n
+(time and peak memory of ours) up to 16,000.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
+import resource
+import subprocess
 import sys
-import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import benchmarks
-from benchmarks import reference_env
-from kernels import stax
+from benchmarks import harness
 
+TITLE = "MLP NNGP/NTK (ReLU, Erf), depth 5, n=4000, d=784, float32"
 W_STD, B_STD = 1.5, 0.05
 GET = ("nngp", "ntk")
+ACTIVATIONS = ("Relu", "Erf")
+N, D, DEPTH, WIDTH, CHECK = 4000, 784, 5, 512, 200
 
 
-def network(depth: int, width: int):
+def network(activation: str = "Relu", depth: int = DEPTH, width: int = WIDTH):
+  from kernels import stax  # pylint: disable=g-import-not-at-top
   layers = []
   for _ in range(depth):
-    layers += [stax.Dense(width, W_std=W_STD, b_std=B_STD), stax.Relu()]
+    layers += [stax.Dense(width, W_std=W_STD, b_std=B_STD), getattr(stax, activation)()]
   layers.append(stax.Dense(1, W_std=W_STD, b_std=B_STD))
   return stax.serial(*layers)
 
 
-def inputs(n: int, d: int, seed: int = 0) -> np.ndarray:
+def inputs(n: int, d: int = D, seed: int = 0) -> np.ndarray:
   return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
 
 
-def _timer(fn):
-  def run():
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - t0
-  return run
-
-
-def _max_rel(a, b):
-  """max |a - b| / max |b| and the largest entrywise |a - b| / |b|."""
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  scale = np.max(np.abs(b))
-  entry = np.abs(a - b) / np.maximum(np.abs(b), 1e-30)
-  return dict(max_abs_over_max_ref=float(np.max(np.abs(a - b)) / scale),
-              max_entrywise_rel=float(np.max(entry)))
-
-
-def value_check(kernel_fn, x_np, ref) -> dict:
-  """float32 ours vs float32 neural-tangents, and each against our float64 kernels.
-
-  Our float64 kernels agree with neural-tangents' float64 kernels to ~1e-15
-  (tests/kernels/test_nt_reference.py), so they serve as the exact values. Errors
-  are split into the diagonal (correlation exactly 1, where float32 arccos loses
-  digits) and the off-diagonal entries.
-  """
-  k = kernel_fn(jnp.asarray(x_np), None, GET)
+def float64_values(kernel_fn, x_np) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   with jax.enable_x64(True):
-    k64 = kernel_fn(jnp.asarray(x_np, jnp.float64), None, GET)
-    exact = dict(nngp=np.asarray(k64.nngp), ntk=np.asarray(k64.ntk))
-  off = ~np.eye(len(x_np), dtype=bool)
-  out = dict(points=len(x_np), dtype="float32")
-  for name in GET:
-    ours, nt32, ex = np.asarray(getattr(k, name)), ref[name], exact[name]
-    out[name] = dict(
-        ours_vs_neural_tangents=_max_rel(ours, nt32),
-        ours_vs_float64=dict(diagonal=_max_rel(np.diag(ours), np.diag(ex)),
-                             off_diagonal=_max_rel(ours[off], ex[off])),
-        neural_tangents_vs_float64=dict(diagonal=_max_rel(np.diag(nt32), np.diag(ex)),
-                                        off_diagonal=_max_rel(nt32[off], ex[off])))
-  return out
+    k = kernel_fn(jnp.asarray(x_np, jnp.float64), None, GET)
+    return {g: np.asarray(getattr(k, g)) for g in GET}
 
 
-def run(n=4000, d=784, depth=5, width=512, repeats=7, sweep=(500, 1000, 2000, 4000),
-        check_points=200, reference=True, verbose=True):
-  """Runs the benchmark; returns the result dictionary (also written to results/)."""
-  log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
-  result = dict(benchmark="kernel_speed", machine=benchmarks.machine_info(),
-                versions=dict(main=benchmarks.main_versions()),
-                setup=dict(n=n, d=d, depth=depth, width=width, W_std=W_STD, b_std=B_STD,
-                           parameterization="ntk", dtype="float32", get=list(GET), x2=None,
-                           repeats=repeats, timing="median of interleaved repeats after a "
-                           "warm-up call, block_until_ready, compilation excluded"))
-  x_np = inputs(n, d)
+def one_activation(ctx, activation: str, x_np, gram_time) -> tuple:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  kernel_fn = network(activation).kernel_fn
   x = jnp.asarray(x_np)
-  kernel_fn = network(depth, width).kernel_fn
+  ours = harness.timer(lambda: kernel_fn(x, None, GET))
+  first = dict(ours=ours())
+  contenders = dict(ours=ours, gram=gram_time)
+  worker = ctx.worker()
+  if worker is not None:
+    path = str(ctx.tmp / "x.npz")
+    np.savez(path, x=x_np)
+    setup = worker.call("kernel_setup", inputs_npz=path, depth=DEPTH, width=WIDTH,
+                        W_std=W_STD, b_std=B_STD, activation=activation)
+    first["reference"] = setup["first_call_s"]
+    contenders["neural_tangents"] = lambda: worker.call("kernel_time", repeats=1)[0]
+  repeats = 7 if ctx.full else 3
+  times = harness.interleave(contenders, repeats, log=ctx.log)
+  st = {k: harness.stats(v) for k, v in times.items()}
+  details = dict(first_call_s=first, times_s=times)
+  k32 = kernel_fn(x[:CHECK], None, GET)
+  exact = float64_values(kernel_fn, x_np[:CHECK])
+  details["ours_vs_float64"] = {g: harness.max_rel_diff(getattr(k32, g), exact[g]) for g in GET}
+  rows = []
+  max_diff = None
+  if worker is not None:
+    ref = np.load(worker.call("kernel_values", m=CHECK, out_npz=str(ctx.tmp / "nt.npz")))
+    details["neural_tangents_vs_float64"] = {g: harness.max_rel_diff(ref[g], exact[g])
+                                             for g in GET}
+    details["ours_vs_neural_tangents"] = {g: harness.max_rel_diff(getattr(k32, g), ref[g])
+                                          for g in GET}
+    max_diff = max(details["ours_vs_neural_tangents"].values())
+    rows.append(harness.row(
+        f"{activation} depth {DEPTH}, n={len(x_np)}, d={D}", st["ours"], st["neural_tangents"],
+        reference_name="neural-tangents", first_call=first, max_diff=max_diff, target=3.0,
+        note=f"max diff on {CHECK} points; vs float64: ours "
+             f"{max(details['ours_vs_float64'].values()):.1g}, neural-tangents "
+             f"{max(details['neural_tangents_vs_float64'].values()):.1g}"))
+  gram_row = harness.row(f"{activation}: ours against one Gram product x x^T", st["ours"],
+                         st["gram"], reference_name="Gram", first_call=dict(ours=first["ours"]),
+                         target=1 / 3, target_text="ours <= 3x Gram",
+                         note="ratio = Gram / ours")
+  rows.append(gram_row)
+  return rows, details
+
+
+def sweep_point(activation: str, n: int) -> dict:
+  """Runs in a fresh process: first call, median of 3 later calls, peak resident memory."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  kernel_fn = network(activation).kernel_fn
+  x = jnp.asarray(inputs(n))
+  t = harness.timer(lambda: kernel_fn(x, None, GET))
+  first = t()
+  later = harness.stats([t() for _ in range(3)])
+  return dict(n=n, first_call_s=first, later=later,
+              peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+
+
+def _sweep_in_process(activation: str, n: int) -> dict:
+  import json  # pylint: disable=g-import-not-at-top
+  code = ("import json; from benchmarks.kernel_speed import sweep_point; "
+          f"print(json.dumps(sweep_point({activation!r}, {n})))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(ctx) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  x_np = inputs(N)
+  x = jnp.asarray(x_np)
   gram = jax.jit(lambda a: a @ a.T)
-  ours = _timer(lambda: kernel_fn(x, None, GET))
-  floor = _timer(lambda: gram(x))
-
-  worker = None
-  if reference:
-    log("[kernel_speed] starting the neural-tangents reference process")
-    worker = reference_env.Worker()
-  tmp = tempfile.mkdtemp(prefix="kernel_speed_")
-  try:
-    t0 = time.perf_counter()
-    jax.block_until_ready(kernel_fn(x, None, GET))
-    result["ours_first_call_s"] = time.perf_counter() - t0
-    floor()
-    if worker is not None:
-      np.savez(os.path.join(tmp, "x.npz"), x=x_np)
-      result["versions"]["reference"] = worker.call("versions")
-      setup = worker.call("kernel_setup", inputs_npz=os.path.join(tmp, "x.npz"), depth=depth,
-                          width=width, W_std=W_STD, b_std=B_STD)
-      result["nt_first_call_s"] = setup["first_call_s"]
-
-    times = dict(ours=[], gram=[], **({"neural_tangents": []} if worker else {}))
-    for r in range(repeats):
-      times["ours"].append(ours())
-      if worker is not None:
-        times["neural_tangents"] += worker.call("kernel_time", repeats=1)
-      times["gram"].append(floor())
-      log(f"[kernel_speed] repeat {r + 1}/{repeats}: " +
-          ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
-    med = {k: benchmarks.median(v) for k, v in times.items()}
-    result["times_s"] = times
-    result["median_s"] = med
-    result["ratios"] = dict(ours_over_gram=med["ours"] / med["gram"])
-    if worker is not None:
-      result["ratios"]["neural_tangents_over_ours"] = med["neural_tangents"] / med["ours"]
-      m = min(check_points, n)
-      path = worker.call("kernel_values", m=m, out_npz=os.path.join(tmp, "nt.npz"))
-      ref = np.load(path)
-      result["value_check"] = value_check(kernel_fn, x_np[:m], ref)
-  finally:
-    if worker is not None:
-      worker.close()
-    shutil.rmtree(tmp, ignore_errors=True)
-
-  sweep_res = []
-  for m in sweep:
-    xm = x[:m] if m <= n else jnp.asarray(inputs(m, d))
-    f = _timer(lambda xm=xm: kernel_fn(xm, None, GET))
-    g = _timer(lambda xm=xm: gram(xm))
-    f()
-    g()
-    tf, tg = [], []
-    for _ in range(max(5, repeats // 2)):
-      tf.append(f())
-      tg.append(g())
-    sweep_res.append(dict(n=m, ours_median_s=benchmarks.median(tf),
-                          gram_median_s=benchmarks.median(tg),
-                          ours_over_gram=benchmarks.median(tf) / benchmarks.median(tg)))
-    log(f"[kernel_speed] sweep n={m}: ours {sweep_res[-1]['ours_median_s']:.4f}s, "
-        f"gram {sweep_res[-1]['gram_median_s']:.4f}s")
-  result["sweep_ours"] = sweep_res
-  result["targets"] = dict(neural_tangents_over_ours=">= 3", ours_over_gram="<= 3")
-  path = benchmarks.write_json("kernel_speed", result)
-  log(f"[kernel_speed] wrote {path}")
-  return result
-
-
-def summary(result) -> list:
-  """Rows (name, value) for the summary table of run_all."""
-  med, ratios = result["median_s"], result["ratios"]
-  rows = [("kernel_speed: ours median (s)", f"{med['ours']:.3f}"),
-          ("kernel_speed: gram median (s)", f"{med['gram']:.3f}"),
-          ("kernel_speed: ours / gram", f"{ratios['ours_over_gram']:.2f}")]
-  if "neural_tangents" in med:
-    diff = result["value_check"]["ntk"]["ours_vs_neural_tangents"]["max_abs_over_max_ref"]
-    rows += [("kernel_speed: neural-tangents median (s)", f"{med['neural_tangents']:.3f}"),
-             ("kernel_speed: neural-tangents / ours", f"{ratios['neural_tangents_over_ours']:.2f}"),
-             ("kernel_speed: max rel diff vs NT (ntk)", f"{diff:.1e}")]
-  return rows
-
-
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--n", type=int, default=4000)
-  p.add_argument("--d", type=int, default=784)
-  p.add_argument("--depth", type=int, default=5)
-  p.add_argument("--width", type=int, default=512)
-  p.add_argument("--repeats", type=int, default=7)
-  p.add_argument("--sweep", type=lambda s: tuple(int(v) for v in s.split(",") if v),
-                 default=(500, 1000, 2000, 4000))
-  p.add_argument("--no-reference", action="store_true",
-                 help="skip neural-tangents (no reference environment needed)")
-  a = p.parse_args(argv)
-  res = run(a.n, a.d, a.depth, a.width, a.repeats, a.sweep, reference=not a.no_reference)
-  for name, value in summary(res):
-    print(f"{name:45s} {value}")
+  gram_time = harness.timer(lambda: gram(x))
+  gram_time()
+  rows, details = [], {}
+  for act in ACTIVATIONS:
+    r, d = one_activation(ctx, act, x_np, gram_time)
+    rows += r
+    details[act] = d
+  if ctx.full:
+    sweep = []
+    for n in (1000, 4000, 8000, 16000):
+      t0 = time.perf_counter()
+      sweep.append(_sweep_in_process("Relu", n))
+      ctx.log(f"sweep n={n}: {sweep[-1]['later']['median']:.3f} s, "
+              f"{sweep[-1]['peak_rss_gb']:.2f} GB ({time.perf_counter() - t0:.0f} s)")
+    fit = __import__("kernels.slopes", fromlist=["loglog_fit"]).loglog_fit(
+        [s["n"] for s in sweep], [s["later"]["median"] for s in sweep])
+    details["sweep_relu"] = dict(points=sweep, slope=fit.slope, interval=[fit.low, fit.high])
+    for s in sweep:
+      rows.append(harness.row(f"Relu n={s['n']} (time, peak memory {s['peak_rss_gb']:.1f} GB)",
+                              s["later"], first_call=dict(ours=s["first_call_s"]),
+                              note=f"time ~ n^{fit.slope:.2f}" if s is sweep[-1] else ""))
+  return dict(rows=rows, details=details)
 
 
 if __name__ == "__main__":
-  main()
+  harness.case_main(run)

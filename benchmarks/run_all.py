@@ -1,91 +1,116 @@
-"""Runs every benchmark module in benchmarks/ and prints a summary table (``make bench``).
+r"""The benchmark suite: every case of `benchmarks.registry.CASES`, side by side with the references.
 
-  python -m benchmarks.run_all [--no-reference] [--only kernel_speed,empirical_speed]
+  python -m benchmarks.run_all                      # quick suite (make bench), minutes
+  python -m benchmarks.run_all --suite=full         # larger sizes and more repeats
+  python -m benchmarks.run_all --only=kernel_speed,dmft_speed --no_reference
+  python -m benchmarks.run_all --write_table        # also rewrite benchmarks/RESULTS.md
 
-Each benchmark runs as its own ``python -m benchmarks.<name>`` process (one failure
-does not stop the others) and writes benchmarks/results/<name>.json; the table is
-built from those files, with the module's ``summary(result)`` when it has one.
+Each case runs in its own process (a failure does not stop the others) and, when
+it compares with neural-tangents, keeps the reference process alive beside it so
+that the two are timed in alternation. The run folder (``--out``, default
+runs/bench_<suite>_<UTC time>) gets config.json, metrics.jsonl (one record per
+case), <case>.json, results.json (all cases), RESULTS.md (the table), ratios.png
+and summary.md; tracked files change only with ``--write_table``.
 """
-from __future__ import annotations
-
-import argparse
-import importlib
 import json
+import os
 import pathlib
 import subprocess
 import sys
 import time
 
-import benchmarks
+from absl import app
+from absl import flags
+import tqdm
+
+from benchmarks import harness
+from benchmarks import registry
+from benchmarks import table
+from kernels import cli
+from kernels import runs
 
 HERE = pathlib.Path(__file__).resolve().parent
-KNOWN = ("kernel_speed", "empirical_speed", "dmft_speed", "scaling_fit_speed")
-TAKES_NO_REFERENCE = ("kernel_speed", "empirical_speed")
+TABLE = HERE / "RESULTS.md"
+PROGRAM = "benchmarks.run_all"
+FLAGS = flags.FLAGS
 
 
-def present() -> list:
-  """Benchmark modules present: the known ones in order, then any other *_speed.py."""
-  names = [n for n in KNOWN if (HERE / f"{n}.py").exists()]
-  names += sorted(p.stem for p in HERE.glob("*_speed.py") if p.stem not in names)
-  return names
+def define_flags():
+  flags.DEFINE_enum("suite", "quick", harness.SUITES, "quick (minutes) or full (longer).")
+  flags.DEFINE_string("out", None, "Run folder (default runs/bench_<suite>_<UTC time>).")
+  flags.DEFINE_list("only", [], f"Cases to run (default all): {', '.join(registry.CASES)}.")
+  flags.DEFINE_bool("no_reference", False, "Skip neural-tangents (no reference environment).")
+  flags.DEFINE_bool("write_table", False, f"Also write the table to {TABLE.relative_to(HERE.parent)}.")
 
 
-def _generic_summary(name: str, result: dict) -> list:
-  rows = []
-  for key in ("median_s", "ratios"):
-    for k, v in (result.get(key) or {}).items():
-      if isinstance(v, (int, float)):
-        rows.append((f"{name}: {key}.{k}", f"{v:.4g}"))
-  return rows or [(f"{name}", "done (see results json)")]
+def present_cases() -> list:
+  return [n for n in registry.CASES if (HERE / f"{n}.py").exists()]
 
 
-def summarize(name: str) -> list:
-  path = benchmarks.RESULTS / f"{name}.json"
-  if not path.exists():
-    return [(name, "no results file")]
-  result = json.loads(path.read_text())
-  try:
-    module = importlib.import_module(f"benchmarks.{name}")
-    if hasattr(module, "summary"):
-      return list(module.summary(result))
-  except Exception as e:  # pylint: disable=broad-except
-    return [(name, f"summary failed: {type(e).__name__}: {e}")] + _generic_summary(name, result)
-  return _generic_summary(name, result)
+def select(only) -> list:
+  """The registered cases to run, in registry order; ValueError for unknown names."""
+  unknown = sorted(set(only) - set(registry.CASES))
+  if unknown:
+    raise ValueError(f"--only names unknown cases {unknown}; registered: {list(registry.CASES)}")
+  missing = [n for n in (only or registry.CASES) if n not in present_cases()]
+  if only and missing:
+    raise ValueError(f"--only names cases whose module is missing: {missing}")
+  return [n for n in present_cases() if not only or n in only]
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--no-reference", action="store_true",
-                 help="skip neural-tangents in the benchmarks that compare with it")
-  p.add_argument("--only", default="", help="comma-separated benchmark names")
-  a = p.parse_args(argv)
-  names = present()
-  if a.only:
-    wanted = [n.strip() for n in a.only.split(",") if n.strip()]
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-      raise SystemExit(f"unknown benchmarks {unknown}; present: {names}")
-    names = [n for n in names if n in wanted]
-  status = {}
-  for name in names:
-    cmd = [sys.executable, "-m", f"benchmarks.{name}"]
-    if a.no_reference and name in TAKES_NO_REFERENCE:
-      cmd.append("--no-reference")
-    print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
+def run(suite: str, out: str, only=(), reference: bool = True, write_table: bool = False):
+  names = select(list(only))
+  rd = runs.RunDir(out)
+  rd.write_json("config.json", dict(suite=suite, cases=names, reference=reference,
+                                    write_table=write_table))
+  failed = {n: "module not present" for n in registry.CASES
+            if n not in present_cases() and not only}
+  bar = tqdm.tqdm(names, desc=PROGRAM, unit="case")
+  for name in bar:
+    bar.set_postfix_str(name)
+    cmd = [sys.executable, "-m", f"benchmarks.{name}", f"--suite={suite}", f"--out={out}"]
+    if not reference:
+      cmd.append("--no_reference")
     t0 = time.perf_counter()
     rc = subprocess.call(cmd, cwd=str(HERE.parent))
-    status[name] = (rc, time.perf_counter() - t0)
-  print("\n=== summary")
-  width = 62
-  for name in names:
-    rc, seconds = status[name]
-    print(f"--- {name} ({'ok' if rc == 0 else f'FAILED, exit {rc}'}, {seconds:.0f}s)")
-    if rc == 0:
-      for row, value in summarize(name):
-        print(f"{row:{width}s} {value}")
-  if any(rc != 0 for rc, _ in status.values()):
+    seconds = time.perf_counter() - t0
+    if rc != 0 or not (rd.path / f"{name}.json").exists():
+      failed[name] = f"exit status {rc}"
+    rd.append(dict(key=name, exit_status=rc, seconds=round(seconds, 1)))
+  results = [json.loads((rd.path / f"{n}.json").read_text()) for n in names if n not in failed]
+  rd.write_json("results.json", dict(suite=suite, cases=results, failed=failed))
+  text = table.markdown(results, suite, failed)
+  rd.write_text("RESULTS.md", text)
+  table.figure(results, rd.path / "ratios.png")
+  rows = [harness.format_row(r["case"], row) for r in results for row in r["rows"]]
+  rd.write_text("summary.md", "# Benchmark suite\n\n" + "\n".join(f"* {r}" for r in rows) +
+                "".join(f"\n* {n}: did not finish ({why})" for n, why in failed.items()) +
+                "\n\n![ratios](ratios.png)\n")
+  if write_table:
+    runs.write_text(TABLE, text)
+  print("\n".join(rows))
+  for n, why in failed.items():
+    print(f"{n}: did not finish ({why})")
+  return results, failed
+
+
+def main(argv):
+  if len(argv) > 1:
+    cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}")
+  out = FLAGS.out or os.path.join(
+      "runs", f"bench_{FLAGS.suite}_{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}")
+  try:
+    select(FLAGS.only)
+    if os.path.exists(out) and not os.path.isdir(out):
+      raise ValueError(f"--out must be a folder, but {out!r} is a file")
+  except ValueError as e:
+    cli.fail(PROGRAM, e)
+  _, failed = run(FLAGS.suite, out, FLAGS.only, not FLAGS.no_reference, FLAGS.write_table)
+  print(f"wrote {out}" + (f" and {TABLE}" if FLAGS.write_table else ""))
+  if failed:
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  app.run(main, flags_parser=cli.flags_parser(PROGRAM))

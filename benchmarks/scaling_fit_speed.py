@@ -1,38 +1,30 @@
-"""Speed of Chinchilla approach 3: vmapped JAX L-BFGS against a SciPy loop.
+"""Chinchilla approach 3: the vmapped JAX L-BFGS grid fit against a SciPy L-BFGS-B loop.
 
-  python -m benchmarks.scaling_fit_speed [--scipy_starts=450] [--repeats=3]
+  python -m benchmarks.scaling_fit_speed [--suite=quick|full] [--out=DIR]
 
 Both fit L(N, D) = E + A/N^alpha + B/D^beta (Huber loss on log-loss, delta =
-1e-3, objective divided by delta, the same stopping tolerances) to the 240
-kept runs of ../shared/data/chinchilla_svg_extracted.csv (synthetic runs of
-the same size when the file is absent) from the 4500-point grid of Hoffmann
-et al. 2022. JAX solves the whole grid in one jitted, vmapped program; the
-baseline calls scipy.optimize.minimize(method="L-BFGS-B") start by start with
-an exact NumPy gradient. The SciPy loop over all 4500 starts takes tens of
-minutes, so by default it runs on a random subset of `--scipy_starts` starts
-and its full-grid time is the per-start time times 4500 (use
---scipy_starts=4500 to time it all). Results go to
-benchmarks/results/scaling_fit_speed.json.
+1e-3, objective divided by delta, the same stopping tolerances) to the 240 kept
+runs of Hoffmann et al. (2022), Fig. 4, as extracted by Besiroglu et al. (2024)
+(shipped as colabs/data/chinchilla_runs.csv), from the 4,500-point grid of
+Hoffmann et al. `scaling.fit_chinchilla` solves the grid in one jitted, vmapped
+program; the baseline calls ``scipy.optimize.minimize(method="L-BFGS-B")`` start
+by start with the same objective and its exact NumPy gradient. Every start of the
+SciPy loop is timed (no extrapolation): per-start median, min and max, and the
+sum over the whole grid. The JAX fit: first call (compilation included) and the
+median of repeats. Values: the best optima of the two, parameter by parameter.
 """
-import argparse
-import json
-import os
+from __future__ import annotations
+
 import pathlib
-import platform
-import statistics
-import sys
 import time
 
-import jax
 import numpy as np
-import scipy
-from scipy import optimize
 
-from scaling import chinchilla
-from scaling import data
+from benchmarks import harness
 
-HERE = pathlib.Path(__file__).resolve().parent
-CSV = HERE.parent.parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
+TITLE = "Chinchilla approach-3 grid fit (4,500 starts) vs a SciPy L-BFGS-B loop"
+CSV = pathlib.Path(__file__).resolve().parents[1] / "colabs" / "data" / "chinchilla_runs.csv"
+DELTA = 1e-3
 
 
 def numpy_objective(theta, log_n, log_d, log_loss, delta):
@@ -50,113 +42,78 @@ def numpy_objective(theta, log_n, log_d, log_loss, delta):
   return h.sum() / delta, grad / delta
 
 
-def scipy_grid(grid, log_n, log_d, log_loss, delta):
-  """SciPy L-BFGS-B from each start (same tolerances as the JAX fit)."""
-  best = (np.inf, None)
-  values = []
-  for x0 in grid:
+def scipy_grid(grid, log_n, log_d, log_loss, delta, log=None):
+  """SciPy L-BFGS-B from each start, each start timed; returns (best, values, seconds)."""
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
+  from scaling import chinchilla  # pylint: disable=g-import-not-at-top
+  best, values, seconds = (np.inf, None), [], []
+  for i, x0 in enumerate(grid):
+    t0 = time.perf_counter()
     res = optimize.minimize(numpy_objective, x0, jac=True, method="L-BFGS-B",
                             args=(log_n, log_d, log_loss, delta),
-                            options=dict(maxiter=500, ftol=chinchilla.FTOL,
-                                         gtol=chinchilla.GTOL))
+                            options=dict(maxiter=500, ftol=chinchilla.FTOL, gtol=chinchilla.GTOL))
+    seconds.append(time.perf_counter() - t0)
     values.append(res.fun)
     if np.isfinite(res.fun) and res.fun < best[0]:
       best = (res.fun, res.x)
-  return best, np.asarray(values)
+    if log and (i + 1) % 500 == 0:
+      log(f"SciPy start {i + 1}/{len(grid)}: {sum(seconds):.1f} s so far")
+  return best, np.asarray(values), np.asarray(seconds)
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--scipy_starts", type=int, default=450)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default=str(HERE / "results" /
-                                           "scaling_fit_speed.json"))
-  args = parser.parse_args(argv)
+def load_runs():
+  from scaling import data  # pylint: disable=g-import-not-at-top
+  return data.load_chinchilla_csv(str(CSV))
 
-  if CSV.exists():
-    runs = data.load_chinchilla_csv(str(CSV))
-    source = "chinchilla_svg_extracted.csv (240 kept runs)"
-  else:
-    runs = data.synthetic_runs(dict(A=482.0, B=2085.0, E=1.82, alpha=0.348,
-                                    beta=0.366), num_sizes=12,
-                               num_per_size=20)
-    source = "synthetic runs (CSV absent)"
+
+def run(ctx) -> dict:
+  from scaling import chinchilla  # pylint: disable=g-import-not-at-top
+  runs = load_runs()
   grid = chinchilla.hoffmann_grid()
-  delta = 1e-3
-
-  start = time.perf_counter()
-  fit = chinchilla.fit_chinchilla(runs.N, runs.D, runs.loss, delta=delta)
-  first_call = time.perf_counter() - start
-  jax_times = []
-  for _ in range(args.repeats):
-    start = time.perf_counter()
-    fit = chinchilla.fit_chinchilla(runs.N, runs.D, runs.loss, delta=delta)
-    jax_times.append(time.perf_counter() - start)
-  jax_median = statistics.median(jax_times)
-
-  rng = np.random.default_rng(args.seed)
-  num = min(args.scipy_starts, len(grid))
-  subset = grid if num == len(grid) else grid[np.sort(
-      rng.choice(len(grid), num, replace=False))]
+  fit_fn = lambda: chinchilla.fit_chinchilla(runs.N, runs.D, runs.loss, delta=DELTA)  # noqa: E731
+  t0 = time.perf_counter()
+  fit = fit_fn()
+  first = time.perf_counter() - t0
   logs = (np.log(runs.N), np.log(runs.D), np.log(runs.loss))
-  start = time.perf_counter()
-  (best_value, best_x), values = scipy_grid(subset, *logs, delta)
-  scipy_subset_s = time.perf_counter() - start
-  scipy_full_s = scipy_subset_s / num * len(grid)
-
+  jax_times, scipy_total, per_start = [], [], []
+  best = values = None
+  for r in range(2 if ctx.full else 1):  # alternate: JAX repeats, then one whole SciPy loop
+    for _ in range(3):
+      t0 = time.perf_counter()
+      fit = fit_fn()
+      jax_times.append(time.perf_counter() - t0)
+    (best_value, best_x), values, seconds = scipy_grid(grid, *logs, DELTA, log=ctx.log)
+    scipy_total.append(float(seconds.sum()))
+    per_start.append(seconds)
+    best = (best_value, best_x)
+    ctx.log(f"round {r + 1}: JAX {np.median(jax_times):.2f} s, SciPy loop {seconds.sum():.1f} s")
   ours = np.array([fit.A, fit.B, fit.E, fit.alpha, fit.beta])
-  theirs = chinchilla._from_theta(best_x)  # pylint: disable=protected-access
-  result = dict(
-      benchmark="scaling_fit_speed",
-      data=source,
-      num_points=int(len(runs.N)),
-      grid_points=int(len(grid)),
-      machine=dict(platform=platform.platform(), processor=platform.processor(),
-                   cpu_count=os.cpu_count(), python=sys.version.split()[0],
-                   jax_backend=jax.default_backend()),
-      versions=dict(jax=jax.__version__, numpy=np.__version__,
-                    scipy=scipy.__version__),
-      median_s=dict(jax_full_grid=jax_median,
-                    scipy_full_grid_estimated=scipy_full_s),
-      jax_repeats_s=jax_times,
-      jax_first_call_s=first_call,
-      scipy_starts_timed=int(num),
-      scipy_timed_s=scipy_subset_s,
-      scipy_per_start_ms=1e3 * scipy_subset_s / num,
-      ratios=dict(scipy_over_jax=scipy_full_s / jax_median,
-                  scipy_over_jax_first_call=scipy_full_s / first_call),
-      jax_optimum=dict(zip(chinchilla.PARAM_NAMES, ours.tolist()),
-                       objective=fit.objective),
-      scipy_optimum=dict(zip(chinchilla.PARAM_NAMES, theirs.tolist()),
-                         objective=float(best_value * delta)),
-      optimum_max_rel_param_diff=float(np.max(np.abs(ours / theirs - 1))),
-      optimum_rel_objective_diff=float(fit.objective / (best_value * delta) - 1),
-      jax_converged_starts=fit.num_converged_starts,
-      scipy_finite_starts=int(np.isfinite(values).sum()),
-  )
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  tmp = args.out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(tmp, args.out)
-  for row in summary(result):
-    print(f"{row[0]:50s} {row[1]}")
-  return result
-
-
-def summary(result):
-  """Rows (label, value) for the benchmark table."""
-  return [
-      ("scaling_fit_speed: jax full grid median (s)",
-       f"{result['median_s']['jax_full_grid']:.2f}"),
-      ("scaling_fit_speed: scipy full grid (s, est.)",
-       f"{result['median_s']['scipy_full_grid_estimated']:.1f}"),
-      ("scaling_fit_speed: speed-up", f"{result['ratios']['scipy_over_jax']:.1f}x"),
-      ("scaling_fit_speed: max rel. param diff",
-       f"{result['optimum_max_rel_param_diff']:.2e}"),
+  theirs = chinchilla._from_theta(best[1])  # pylint: disable=protected-access
+  diff = float(np.max(np.abs(ours / theirs - 1)))
+  seconds = np.concatenate(per_start)
+  jax_st, scipy_st = harness.stats(jax_times), harness.stats(scipy_total)
+  rows = [
+      harness.row(f"full grid, {len(grid)} starts, {len(runs.N)} runs", jax_st, scipy_st,
+                  reference_name="SciPy L-BFGS-B loop, every start timed",
+                  first_call=dict(ours=first), max_diff=diff, target=50.0,
+                  note="max diff = largest relative difference of the 5 fitted parameters"),
+      harness.row("one start of the SciPy loop (per-start times)", None,
+                  harness.stats(seconds), reference_name="SciPy, per start",
+                  note=f"{len(seconds)} starts timed"),
   ]
+  details = dict(data=str(CSV.name), runs=int(len(runs.N)), grid=int(len(grid)),
+                 jax_first_call_s=first, jax_times_s=jax_times, scipy_total_s=scipy_total,
+                 scipy_per_start_ms=dict(median=1e3 * float(np.median(seconds)),
+                                         min=1e3 * float(seconds.min()),
+                                         max=1e3 * float(seconds.max())),
+                 jax_optimum=dict(zip(chinchilla.PARAM_NAMES, ours.tolist()),
+                                  objective=fit.objective),
+                 scipy_optimum=dict(zip(chinchilla.PARAM_NAMES, theirs.tolist()),
+                                    objective=float(best[0] * DELTA)),
+                 scipy_finite_starts=int(np.isfinite(values).sum()),
+                 jax_converged_starts=int(fit.num_converged_starts))
+  return dict(rows=rows, details=details)
 
 
 if __name__ == "__main__":
-  main()
+  harness.case_main(run)

@@ -1,0 +1,15 @@
+"""The cases of the benchmark suite, in the order they run (one line per case).
+
+A case is a module ``benchmarks/<name>.py`` following `benchmarks.harness`
+(``TITLE``, ``run(ctx)``, ``harness.case_main``). To add one, write the module
+and add its name here; a listed module that is not present is reported as
+missing, not run.
+"""
+
+CASES = (
+    "kernel_speed",       # MLP NNGP/NTK, ReLU and Erf, n=4000 d=784, vs neural-tangents and a Gram product
+    "empirical_speed",    # empirical NTK of a width-512 MLP, vs neural-tangents' fastest method
+    "dmft_speed",         # two-layer and deep DMFT, cold and warm, vs the reference algorithm
+    "scaling_fit_speed",  # Chinchilla approach-3 grid fit vs a SciPy L-BFGS-B loop, every start timed
+    "compile_speed",      # first call against depth
+)
