@@ -63,15 +63,17 @@ def test_gradient_descent_mse_matches_closed_form():
   y = jnp.asarray(rng.randn(6, 2), jnp.float32)
   kt = jnp.asarray(rng.randn(3, 6), jnp.float32)
   lr, steps = 0.5, 40
-  traj = predict.gradient_descent_mse(k, y, lr, steps, ntk_test_train=kt)
-  assert traj.train.shape == (41, 6, 2) and traj.test.shape == (41, 3, 2)
-  # f_t = (I - (I - lr K / P)^t) y on training points; test: Kt K^-1 f_t.
-  m = np.eye(6) - lr / 6 * np.asarray(k, np.float64)
+  train, test = predict.gradient_descent_mse(k, y, lr)(
+      fx_test_0=0., k_test_train=kt, steps=np.arange(steps + 1))
+  assert train.shape == (41, 6, 2) and test.shape == (41, 3, 2)
+  # f_t = (I - (I - lr K / N)^t) y on training points (N = y.size); test: Kt K^-1 f_t.
+  m = np.eye(6) - lr / y.size * np.asarray(k, np.float64)
   ft = (np.eye(6) - np.linalg.matrix_power(m, steps)) @ np.asarray(y)
-  np.testing.assert_allclose(traj.train[-1], ft, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(traj.test[-1], np.asarray(kt) @ np.linalg.solve(k, ft), rtol=1e-3,
+  np.testing.assert_allclose(train[-1], ft, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(test[-1], np.asarray(kt) @ np.linalg.solve(k, ft), rtol=1e-3,
                              atol=1e-4)
-  assert np.all(np.diff(np.asarray(traj.loss)) <= 1e-7)
+  loss = 0.5 * np.mean((np.asarray(train) - np.asarray(y)) ** 2, axis=(1, 2))
+  assert np.all(np.diff(loss) <= 1e-7)
 
 
 def test_wide_network_gd_follows_kernel_prediction():
@@ -89,8 +91,8 @@ def test_wide_network_gd_follows_kernel_prediction():
   for _ in range(steps):
     u, state = opt.update(jax.grad(loss)(params), state, params)
     params = optax.apply_updates(params, u)
-  lin = predict.gradient_descent_mse(net.kernel_fn(x, None, "ntk"), y, lr, steps,
-                                     fx_train_0=f0).train[-1]
+  lin = predict.gradient_descent_mse(net.kernel_fn(x, None, "ntk"), y, lr)(
+      fx_train_0=f0, steps=steps)
   gap = float(jnp.linalg.norm(net.apply_fn(params, x) - lin) / jnp.linalg.norm(y))
   print("relative gap to linearised GD at width 4096:", gap)
   assert gap < 0.05
@@ -102,6 +104,6 @@ def test_gp_posterior_interpolates():
   net = stax.mlp([64], stax.Relu(), 1, W_std=1.4, b_std=0.1)
   k = net.kernel_fn(x, None, "nngp")
   y = rng.randn(10, 1).astype(np.float32)
-  mean, cov = predict.gp_posterior(k, y, k, k)
+  mean, cov = predict.gp_inference(k, y)("nngp", k, k)
   np.testing.assert_allclose(mean, y, atol=2e-2)
   assert float(jnp.max(jnp.abs(jnp.diag(cov)))) < 1e-2
