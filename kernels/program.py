@@ -15,7 +15,7 @@ file, as in the Flax examples:
   field, exit status 1 (`kernels.cli.fail`). A folder holding a run of a
   different config is refused the same way (fields the program lists as
   extendable, such as the widths, may change: new entries are computed, old
-  ones are kept).
+  ones are kept; a config whose field ``overwrite`` is True starts afresh).
 * The run writes one folder through `kernels.runs.RunDir` (config.json,
   metrics.jsonl, PNG figures, summary.md, each written atomically), shows its
   progress with tqdm, and a rerun skips the work already recorded.
@@ -75,7 +75,8 @@ class Program:
     self.check(config)
     if os.path.exists(out) and not os.path.isdir(out):
       raise ValueError(f"--out must be a folder, but {out!r} is a file.")
-    runs.check_resumable(out, config_dict(config), self.extendable)
+    if not (hasattr(config, "get") and config.get("overwrite", False) is True):
+      runs.check_resumable(out, config_dict(config), self.extendable)
 
 
 def config_dict(config) -> dict:

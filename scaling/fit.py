@@ -1,147 +1,165 @@
-r"""Command line: fit Chinchilla approach 3 to a CSV of runs.
+r"""Program: fit Chinchilla approach 3 to a CSV of runs.
 
-  python -m scaling.fit --csv=PATH --out=DIR [--bootstrap=200] [--drop_highest=5]
+  python -m scaling.fit [--config=scaling/configs/fit.py]
+      [--config.csv=PATH --config.bootstrap=200 --config.drop_highest=5 ...]
+      [--out=runs/scaling_fit]
 
 The CSV needs columns `Model Size`, `Training FLOP` and `loss` (tokens are
-FLOP / (6 N)). The output folder receives config.json, metrics.jsonl,
-fit.json, data_fit.png, surface.png, frontier.png and summary.md, each
-written atomically; a rerun with the same config skips a finished folder
-unless --overwrite is given. Every flag and the CSV (readable, the three
-columns, positive numbers, enough runs with varying N and D) are checked
-before anything is written; a bad one ends the program with a one-line
-`scaling.fit: error: ...` on stderr and exit status 1.
+FLOP / (6 N)); with `csv` empty (the default config) the runs are drawn from a
+known law. The output folder receives config.json, metrics.jsonl, fit.json,
+data_fit.png, surface.png, frontier.png and summary.md, each written
+atomically; a rerun of the same config reuses a finished folder, one of
+another config is refused unless `overwrite` is set. Every config field and
+the CSV (readable, the three columns, positive numbers, enough runs with
+varying N and D) are checked before anything is written; a bad one ends the
+program with a one-line `scaling.fit: error: ...` naming it, exit status 1
+(`kernels.program`).
 """
-import json
 import os
 import time
 
-from absl import app
-from absl import flags
 import jax
 import numpy as np
+import tqdm
 
+from kernels import program
+from kernels import runs as run_files
 from scaling import chinchilla
 from scaling.compute_optimal import compute_optimal
 from scaling import data
-from kernels import cli
-from kernels import runs as run_files
 from scaling import plots
-from scaling import validation
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  flags.DEFINE_string("csv", None, "CSV file of runs.")
-  flags.DEFINE_string("out", None, "Output folder.")
-  flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples (0: none).")
-  flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
-  flags.DEFINE_integer("drop_highest", 5, "Drop this many highest-loss runs.")
-  flags.DEFINE_float("delta", 1e-3, "Huber threshold on log-loss residuals.")
-  flags.DEFINE_bool("overwrite", False, "Refit even if the folder is complete.")
+# The law of Hoffmann et al. 2022 (Sec. D.2) from which the default runs are drawn.
+SYNTHETIC_LAW = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
 
 
 class InputError(ValueError):
-  """A bad flag or input file, reported by the program as one line."""
+  """A bad config field or input file, reported by the program as one line."""
 
 
-def check_config(csv: str, out: str, *, bootstrap: int = 200, seed: int = 0,
-                 drop_highest: int = 5, delta: float = 1e-3) -> data.Runs:
-  """Checks every option and the CSV before any work; returns the runs to fit.
+def load_runs(config) -> data.Runs:
+  """The runs of ``config``: its CSV, or synthetic runs when ``csv`` is empty."""
+  if config.csv:
+    return data.load_chinchilla_csv(config.csv, drop_highest=config.drop_highest)
+  s = config.synthetic
+  return data.synthetic_runs(SYNTHETIC_LAW, num_sizes=s.num_sizes,
+                             num_per_size=s.num_per_size, noise=s.noise,
+                             seed=s.seed)
+
+
+def check(config) -> data.Runs:
+  """Checks every config field and the runs before any work; returns the runs.
 
   Raises:
-    InputError: naming the flag or the file, in one line.
+    InputError: naming the config field (``config.csv`` for the file), in one line.
   """
-  if not csv or not out:
-    raise InputError("--csv and --out are required.")
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise InputError(f"--out={out!r} exists and is not a folder.")
   try:
-    for name, value in (("bootstrap", bootstrap), ("seed", seed),
-                        ("drop_highest", drop_highest)):
-      validation.check_int(f"--{name}", value)
-    validation.check_positive_number("--delta", delta)
-  except (TypeError, ValueError) as e:
-    raise InputError(str(e)) from e
+    for name in ("bootstrap", "seed", "drop_highest"):
+      program.int_field(config, name, minimum=0)
+    program.number_field(config, "delta", positive=True)
+    program.bool_field(config, "overwrite")
+    if not isinstance(config.csv, str):
+      raise ValueError(f"config.csv must be a file path or '', got {config.csv!r}.")
+    if not config.csv:
+      for name in ("num_sizes", "num_per_size"):
+        program.int_field(config, f"synthetic.{name}", minimum=3)
+      program.int_field(config, "synthetic.seed", minimum=0)
+      program.number_field(config, "synthetic.noise", minimum=0.0)
+  except ValueError as e:
+    raise InputError(str(e)) from None
   try:
-    runs = data.load_chinchilla_csv(csv, drop_highest=drop_highest)
-    chinchilla.check_fit_inputs(runs.N, runs.D, runs.loss, delta=delta,
-                                bootstrap=bootstrap, seed=seed)
+    runs = load_runs(config)
+    chinchilla.check_fit_inputs(runs.N, runs.D, runs.loss, delta=config.delta,
+                                bootstrap=config.bootstrap, seed=config.seed)
   except (OSError, TypeError, ValueError) as e:
-    raise InputError(f"--csv: {e}") from e
+    where = "config.csv" if config.csv else "config.synthetic"
+    raise InputError(f"{where}: {e}") from None
   return runs
 
 
-def run(csv: str, out: str, *, bootstrap: int = 200, seed: int = 0,
-        drop_highest: int = 5, delta: float = 1e-3,
-        overwrite: bool = False) -> dict:
-  """Checks the input, then fits, plots and writes the run folder; returns the metrics dict.
+def _finished(out: str, config) -> bool:
+  return (not config.overwrite and os.path.exists(os.path.join(out, "summary.md"))
+          and os.path.exists(os.path.join(out, "fit.json")))
+
+
+def run(config, out: str, progress: bool = True) -> dict:
+  """Checks the config, then fits, plots and writes the run folder; returns the metrics.
 
   Raises:
-    InputError: a bad option or CSV (nothing is written then).
+    InputError: a bad config field or CSV, or a folder of another config (nothing
+      is written then).
   """
-  runs = check_config(csv, out, bootstrap=bootstrap, seed=seed,
-                      drop_highest=drop_highest, delta=delta)
-  config = dict(csv=os.path.abspath(csv), bootstrap=bootstrap, seed=seed,
-                drop_highest=drop_highest, delta=delta)
-  summary_path = os.path.join(out, "summary.md")
-  config_path = os.path.join(out, "config.json")
-  if not overwrite and os.path.exists(summary_path) and os.path.exists(
-      config_path):
-    with open(config_path) as f:
-      if json.load(f) == config:
-        with open(os.path.join(out, "fit.json")) as g:
-          return json.load(g)
-  os.makedirs(out, exist_ok=True)
-  run_files.write_json(config_path, config)
+  runs = check(config)
+  if not config.overwrite:
+    try:
+      run_files.check_resumable(out, program.config_dict(config))
+    except ValueError as e:
+      raise InputError(str(e)) from None
+  if _finished(out, config):
+    return run_files.read_jsonl(os.path.join(out, "metrics.jsonl"))[-1]
+  rd = run_files.RunDir(out)
+  rd.start(program.config_dict(config), jax_version=jax.__version__)
+  bar = tqdm.tqdm(total=3, desc="scaling.fit", unit="stage", disable=not progress)
+  bar.set_postfix_str(f"fit ({config.bootstrap} bootstrap refits)")
   start = time.time()
-  fit = chinchilla.fit_chinchilla(runs.N, runs.D, runs.loss, delta=delta,
-                                  bootstrap=bootstrap, seed=seed)
+  fit = chinchilla.fit_chinchilla(runs.N, runs.D, runs.loss, delta=config.delta,
+                                  bootstrap=config.bootstrap, seed=config.seed)
   seconds = time.time() - start
+  bar.update()
   budgets = np.geomspace(runs.C.min(), 1e26, 40)
   alloc = compute_optimal(fit, budgets)
   metrics = fit.to_dict()
-  metrics.update(fit_seconds=seconds, num_read=runs.num_read,
+  metrics.update(key="fit", fit_seconds=seconds, num_read=runs.num_read,
                  num_nan_dropped=runs.num_nan_dropped,
                  num_highest_dropped=runs.num_highest_dropped,
-                 a_interval=alloc.a_interval, jax_version=jax.__version__)
-  run_files.write_json(os.path.join(out, "fit.json"), metrics)
-  run_files.write_text(os.path.join(out, "metrics.jsonl"),
-                             json.dumps(metrics, default=float) + "\n")
-  run_files.write_via(os.path.join(out, "data_fit.png"),
-                      lambda p: plots.plot_fit(fit, runs.N, runs.D, runs.loss, p))
-  run_files.write_via(os.path.join(out, "surface.png"),
-                      lambda p: plots.plot_surface(fit, runs.N, runs.D, runs.loss, p))
-  run_files.write_via(os.path.join(out, "frontier.png"),
-                      lambda p: plots.plot_frontier(alloc, p))
+                 a_interval=alloc.a_interval)
+  rd.write_json("fit.json", metrics)
+  rd.append(metrics)
+  bar.set_postfix_str("figures")
+  for name, plot in (("data_fit.png", plots.plot_fit), ("surface.png", plots.plot_surface)):
+    run_files.write_via(rd.path / name, lambda p, plot=plot: plot(fit, runs.N, runs.D,
+                                                                  runs.loss, p))
+  run_files.write_via(rd.path / "frontier.png", lambda p: plots.plot_frontier(alloc, p))
+  bar.update()
+  source = config.csv or "synthetic runs of a known law"
   lines = ["# Chinchilla approach 3 fit", "",
-           f"{runs.num_read} rows read, {runs.num_nan_dropped} dropped as "
+           f"{source}: {runs.num_read} rows read, {runs.num_nan_dropped} dropped as "
            f"incomplete, {runs.num_highest_dropped} highest losses dropped; "
            f"{fit.num_points} runs fitted in {seconds:.1f} s.", "",
            "| parameter | estimate | interval |", "| --- | --- | --- |"]
   for k in chinchilla.PARAM_NAMES + ("a", "b"):
-    iv = fit.intervals.get(k) if fit.intervals else None
-    iv_text = f"[{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "-"
-    lines.append(f"| {k} | {getattr(fit, k):.4g} | {iv_text} |")
+    lines.append(f"| {k} | {getattr(fit, k):.4g} | {_interval_text(fit, k)} |")
   lines += ["", f"Converged: {fit.converged} ({fit.num_converged_starts} "
             f"starts converged, {fit.num_starts_at_optimum} at the optimum)."]
-  run_files.write_text(summary_path, "\n".join(lines) + "\n")
+  rd.write_text("summary.md", "\n".join(lines) + "\n")
+  bar.update()
+  bar.close()
   return metrics
 
 
-def main(argv):
-  if len(argv) > 1:
-    cli.fail("scaling.fit", f"unexpected arguments {argv[1:]}.")
-  try:
-    metrics = run(FLAGS.csv, FLAGS.out, bootstrap=FLAGS.bootstrap,
-                  seed=FLAGS.seed, drop_highest=FLAGS.drop_highest,
-                  delta=FLAGS.delta, overwrite=FLAGS.overwrite)
-  except InputError as e:
-    cli.fail("scaling.fit", e)
-  print(json.dumps({k: metrics[k] for k in chinchilla.PARAM_NAMES}))
+def _interval_text(fit, k: str) -> str:
+  iv = fit.intervals.get(k) if fit.intervals else None
+  return f"[{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "-"
+
+
+def report(metrics: dict) -> str:
+  """One line per parameter with its bootstrap interval, as the program prints them."""
+  ivs = metrics.get("intervals") or {}
+  lines = []
+  for k in chinchilla.PARAM_NAMES + ("a", "b"):
+    iv = ivs.get(k)
+    lines.append(f"{k:>5} {metrics[k]:.4g}" + (f" [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else ""))
+  return "\n".join(lines)
+
+
+def _check(config) -> None:
+  check(config)
+
+
+PROGRAM = program.Program(name="scaling.fit", default_config="scaling/configs/fit.py",
+                          out_name="scaling_fit", check=_check,
+                          run=lambda config, out: print(report(run(config, out))))
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main, flags_parser=cli.flags_parser("scaling.fit"))
+  program.main(PROGRAM)

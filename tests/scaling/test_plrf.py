@@ -1,7 +1,4 @@
 """Power-law random features: phases, exponents, theory against SGD simulation."""
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -196,15 +193,3 @@ def test_divergent_learning_rate_is_refused():
   rec, loss = plrf.theory_loss_curve_log(
       problem, 100, learning_rate=0.5 / float(np.sum(problem.eigenvalues)))
   assert np.all(np.isfinite(loss))
-
-
-def test_frontier_cli_writes_json(tmp_path):
-  out = tmp_path / "frontier.json"
-  subprocess.run(
-      [sys.executable, "-m", "scaling.plrf_frontier", "--points=0.45:0.45",
-       "--d_min=16", "--d_max=128", "--seeds=1", "--max_flops=1e7",
-       f"--out={out}"], check=True, capture_output=True, text=True)
-  (row,) = json.loads(out.read_text())
-  assert row["phase"] == "Ib" and row["ds"] == [16, 32, 64, 128]
-  assert row["theory_d_exponent"] == 0.5
-  assert np.isfinite(row["d_exponent"]) and np.isfinite(row["capacity_slope"])

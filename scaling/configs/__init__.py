@@ -1,0 +1,1 @@
+"""ml_collections config files of scaling/'s programs (`scaling.fit`, `scaling.plrf_frontier`)."""
