@@ -72,15 +72,15 @@ def lazy_to_rich(sweep, y, path):
   gammas = sorted(sweep)
   align = [convergence.kernel_alignment(sweep[g]["ntk"][-1], y)
            for g in gammas]
-  fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
   axes[0].semilogx(gammas, align, "o-")
-  axes[0].set_xlabel("gamma0")
+  axes[0].set_xlabel("richness gamma0")
   axes[0].set_ylabel("alignment of final NTK with yy^T")
   if all("test_loss" in sweep[g] for g in gammas):
     for g in gammas:
       axes[1].plot(sweep[g]["test_loss"], label=f"gamma0={g:g}")
-    axes[1].set_xlabel("step")
-    axes[1].set_ylabel("test loss")
-    axes[1].legend(fontsize=7)
+    axes[1].set_xlabel("gradient-descent step")
+    axes[1].set_ylabel("test loss, mean (f - y)^2 / 2")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   io.save_figure(fig, path)
   plt.close(fig)
