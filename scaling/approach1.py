@@ -4,20 +4,24 @@ Each model size contributes a training curve (loss against tokens seen). For
 each compute budget C = 6 N D the envelope takes, over model sizes, the lowest
 loss reached with that compute (curves interpolated linearly in log D); the
 minimising N and D = C / (6 N) give N_opt(C), D_opt(C), and least squares in
-log-log space give the exponents a and b (Hoffmann et al. 2022, Sec. 3.1).
+log-log space (`kernels.slopes.loglog_fit`) give the exponents a and b with
+their 95% intervals (Hoffmann et al. 2022, Sec. 3.1).
 """
 import dataclasses
+import math
 
 import numpy as np
 
-from scaling import validation
+from kernels import slopes
+from kernels import validation
 
 
 @dataclasses.dataclass(frozen=True)
 class EnvelopeFit:
   """Result of approach 1 (and 2): the frontier and its power-law exponents.
 
-  N_opt ~ N0 * C^a and D_opt ~ D0 * C^b.
+  N_opt ~ N0 * C^a and D_opt ~ D0 * C^b; `a_interval` and `b_interval` are the
+  95% intervals of the least-squares slopes (NaN with two budgets).
   """
   C: np.ndarray
   N_opt: np.ndarray
@@ -27,17 +31,23 @@ class EnvelopeFit:
   b: float
   N0: float
   D0: float
+  a_interval: tuple = (math.nan, math.nan)
+  b_interval: tuple = (math.nan, math.nan)
 
   def to_dict(self) -> dict:
     return dict(a=self.a, b=self.b, N0=self.N0, D0=self.D0,
+                a_interval=list(self.a_interval), b_interval=list(self.b_interval),
                 C=self.C.tolist(), N_opt=self.N_opt.tolist(),
                 D_opt=self.D_opt.tolist(), loss_opt=self.loss_opt.tolist())
 
 
-def loglog_slope(x, y):
-  """Least-squares slope and prefactor of log y = log y0 + s log x."""
-  s, c = np.polyfit(np.log(x), np.log(y), 1)
-  return float(s), float(np.exp(c))
+def envelope_fit(C, N_opt, D_opt, loss_opt) -> "EnvelopeFit":
+  """The frontier with its exponents: log-log least squares of N_opt and D_opt against C."""
+  n_fit = slopes.loglog_fit(C, N_opt)
+  d_fit = slopes.loglog_fit(C, D_opt)
+  return EnvelopeFit(C=C, N_opt=N_opt, D_opt=D_opt, loss_opt=loss_opt, a=n_fit.slope,
+                     b=d_fit.slope, N0=math.exp(n_fit.intercept), D0=math.exp(d_fit.intercept),
+                     a_interval=(n_fit.low, n_fit.high), b_interval=(d_fit.low, d_fit.high))
 
 
 def approach1(N, D, loss, *, num_budgets: int = 30) -> EnvelopeFit:
@@ -54,11 +64,11 @@ def approach1(N, D, loss, *, num_budgets: int = 30) -> EnvelopeFit:
     ValueError/TypeError: bad inputs, `num_budgets` not an int >= 3, or
       fewer than two curves with 2+ points each.
   """
-  n = validation.as_positive_1d("N", N)
-  d = validation.as_positive_1d("D", D)
-  loss = validation.as_positive_1d("loss", loss)
+  n = validation.as_positive_1d(N, "N")
+  d = validation.as_positive_1d(D, "D")
+  loss = validation.as_positive_1d(loss, "loss")
   validation.check_same_length(N=n, D=d, loss=loss)
-  validation.check_int("num_budgets", num_budgets, minimum=3)
+  validation.check_int(num_budgets, "num_budgets", minimum=3)
   curves = []
   for size in np.unique(n):
     m = n == size
@@ -87,8 +97,4 @@ def approach1(N, D, loss, *, num_budgets: int = 30) -> EnvelopeFit:
   if len(rows) < 3:
     raise ValueError("approach1: fewer than three budgets are reached by two "
                      "or more curves; the curves do not overlap enough.")
-  c, n_opt, d_opt, l_opt = map(np.asarray, zip(*rows))
-  a, n0 = loglog_slope(c, n_opt)
-  b, d0 = loglog_slope(c, d_opt)
-  return EnvelopeFit(C=c, N_opt=n_opt, D_opt=d_opt, loss_opt=l_opt, a=a, b=b,
-                     N0=n0, D0=d0)
+  return envelope_fit(*map(np.asarray, zip(*rows)))

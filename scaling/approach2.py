@@ -7,9 +7,9 @@ give N_opt ~ C^a and D_opt ~ C^b (Hoffmann et al. 2022, Sec. 3.2).
 """
 import numpy as np
 
+from kernels import validation
 from scaling.approach1 import EnvelopeFit
-from scaling.approach1 import loglog_slope
-from scaling import validation
+from scaling.approach1 import envelope_fit
 
 
 def isoflop_vertex(N, loss):
@@ -20,7 +20,7 @@ def isoflop_vertex(N, loss):
       downwards or the vertex is outside the sampled sizes (the profile does
       not bracket the optimum).
   """
-  validation.check_varies("N", np.asarray(N), "the parabola's vertex")
+  validation.check_varies(np.asarray(N), "N", "the parabola's vertex")
   u = np.log(N)
   c2, c1, c0 = np.polyfit(u, loss, 2)
   if c2 <= 0:
@@ -47,9 +47,9 @@ def approach2(N, C, loss, *, rtol: float = 0.05) -> EnvelopeFit:
     ValueError: bad inputs (`rtol` outside [0, 1) included), or fewer than
       two budgets with 3+ runs whose parabola brackets its optimum.
   """
-  n = validation.as_positive_1d("N", N)
-  c = validation.as_positive_1d("C", C)
-  loss = validation.as_positive_1d("loss", loss)
+  n = validation.as_positive_1d(N, "N")
+  c = validation.as_positive_1d(C, "C")
+  loss = validation.as_positive_1d(loss, "loss")
   validation.check_same_length(N=n, C=c, loss=loss)
   if isinstance(rtol, bool) or not (np.isscalar(rtol) and np.isfinite(rtol)
                                     and 0 <= rtol < 1):
@@ -80,8 +80,4 @@ def approach2(N, C, loss, *, rtol: float = 0.05) -> EnvelopeFit:
     raise ValueError(f"approach2 needs two or more IsoFLOP profiles with 3+ "
                      f"runs bracketing their optimum; got {len(rows)} "
                      f"({skipped} skipped).")
-  cc, n_opt, d_opt, l_opt = map(np.asarray, zip(*rows))
-  a, n0 = loglog_slope(cc, n_opt)
-  b, d0 = loglog_slope(cc, d_opt)
-  return EnvelopeFit(C=cc, N_opt=n_opt, D_opt=d_opt,
-                                   loss_opt=l_opt, a=a, b=b, N0=n0, D0=d0)
+  return envelope_fit(*map(np.asarray, zip(*rows)))

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels import validation
 from scaling import bootstrap as bootstrap_lib
 from scaling import huber as huber_lib
 from scaling import lbfgs
-from scaling import validation
 
 PARAM_NAMES = ("A", "B", "E", "alpha", "beta")
 NUM_PARAMS = 5
@@ -158,19 +158,19 @@ def check_fit_inputs(N, D, loss, *, delta=1e-3, bootstrap=0, seed=0,
   Raises the ValueError/TypeError that `fit_chinchilla` documents; callers
   (the command line) use it to reject bad input before any work.
   """
-  n = validation.as_positive_1d("N", N)
-  d = validation.as_positive_1d("D", D)
-  loss = validation.as_positive_1d("loss", loss)
+  n = validation.as_positive_1d(N, "N")
+  d = validation.as_positive_1d(D, "D")
+  loss = validation.as_positive_1d(loss, "loss")
   num = validation.check_same_length(N=n, D=d, loss=loss)
   validation.check_enough_points(num, NUM_PARAMS, "fit_chinchilla")
   validation.check_fit_options(delta=delta, bootstrap=bootstrap,
                                confidence=confidence, max_iter=max_iter)
-  validation.check_int("seed", seed)
-  validation.check_int("bootstrap_starts", bootstrap_starts)
+  validation.check_int(seed, "seed")
+  validation.check_int(bootstrap_starts, "bootstrap_starts")
   grid = validation.check_grid(hoffmann_grid() if grid is None else grid,
                                NUM_PARAMS)
-  validation.check_varies("N", n, "alpha")
-  validation.check_varies("D", d, "beta")
+  validation.check_varies(n, "N", "alpha")
+  validation.check_varies(d, "D", "beta")
   return n, d, loss, grid
 
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from scaling import validation
+from kernels import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,7 @@ def load_chinchilla_csv(path: str, *, drop_highest: int = 5) -> Runs:
       the line and column), or `drop_highest` is negative or not smaller
       than the number of complete rows.
   """
-  drop_highest = validation.check_int("drop_highest", drop_highest)
+  drop_highest = validation.check_int(drop_highest, "drop_highest")
   if not os.path.exists(path):
     raise FileNotFoundError(f"`path` {path!r} does not exist.")
   if os.path.isdir(path):

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels import validation
 from scaling import bootstrap as bootstrap_lib
 from scaling import huber as huber_lib
 from scaling import lbfgs
-from scaling import validation
 
 PARAM_NAMES = ("A", "E", "alpha")
 # Stopping rules of `scaling.lbfgs` (on the objective divided by delta).
@@ -90,16 +90,16 @@ def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 0,
       lengths, 3 or fewer points, all-equal `x` (alpha not identifiable),
       a bad `delta`, `bootstrap`, `confidence` or `grid`.
   """
-  x = validation.as_positive_1d("x", x)
-  y = validation.as_positive_1d("y", y)
+  x = validation.as_positive_1d(x, "x")
+  y = validation.as_positive_1d(y, "y")
   num = validation.check_same_length(x=x, y=y)
   validation.check_enough_points(num, 3, "fit_power_law")
-  validation.check_int("seed", seed)
+  validation.check_int(seed, "seed")
   validation.check_fit_options(delta=delta, bootstrap=bootstrap,
                                confidence=confidence, max_iter=max_iter)
   grid = validation.check_grid(default_grid() if grid is None else grid,
                                len(PARAM_NAMES))
-  validation.check_varies("x", x, "alpha")
+  validation.check_varies(x, "x", "alpha")
   with jax.enable_x64(True):
     shared = (jnp.log(x), jnp.log(y), jnp.asarray(delta, jnp.float64))
     res = jax.tree.map(np.asarray, lbfgs.minimize_many(

@@ -21,9 +21,13 @@ def test_approach1_envelope_recovers_a():
     d.append(tokens)
   n, d = np.concatenate(n), np.concatenate(d)
   fit = scaling.approach1(n, d, law(n, d), num_budgets=25)
-  print("approach1 a", fit.a, "b", fit.b, "true a", A_TRUE)
+  print("approach1 a", fit.a, fit.a_interval, "b", fit.b, "true a", A_TRUE)
   assert fit.a == pytest.approx(A_TRUE, abs=0.04)
   assert fit.a + fit.b == pytest.approx(1.0, abs=0.02)
+  # Least-squares intervals around the slopes, narrow on a noiseless envelope.
+  for value, (low, high) in ((fit.a, fit.a_interval), (fit.b, fit.b_interval)):
+    assert low < value < high and high - low < 0.1
+  assert fit.to_dict()["a_interval"] == list(fit.a_interval)
 
 
 def test_approach2_isoflop_recovers_a():
