@@ -3,7 +3,7 @@
 With `csv` empty the runs are drawn from the law of Hoffmann et al. 2022
 (A 406.4, B 410.7, E 1.69, alpha 0.34, beta 0.28) with 1% noise, so the fit
 has a known answer; for the published runs set
-`--config.csv=../shared/data/chinchilla_svg_extracted.csv`.
+`--config.csv=colabs/data/chinchilla_runs.csv`.
 """
 import ml_collections
 
