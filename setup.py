@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
     "scikit-learn==1.9.1",
+    "orbax-checkpoint==0.12.8",
     "diffrax==0.7.2",  # ODE integration of kernels.predict.gradient_descent
     "equinox==0.13.8",
 ]
