@@ -1,9 +1,10 @@
 """Command-line programs: a bad flag or input ends the program in one line, before any work.
 
 Every absl program of the project (``kernels.width_check``, ``dmft.run``,
-``scaling.fit``, ``scaling.plrf_frontier``) checks its flags first and reports a
-problem as ``program: error: message`` on stderr with exit status 1, no traceback,
-and nothing written.
+``scaling.fit``, ``scaling.plrf_frontier``; their shape is `kernels.program`)
+checks its flags and config fields first and reports a problem as
+``program: error: message`` on stderr with exit status 1, no traceback, and
+nothing written.
 """
 from __future__ import annotations
 
