@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from absl import app
 from absl import flags
+from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -144,11 +145,20 @@ def make_optimizer(cfg, scales, base_lr: float = None):
                         momentum=cfg.momentum)
 
 
-def init_state(cfg, mc: ModelConfig) -> TrainState:
+def init_fn(cfg, mc: ModelConfig):
+  """seed -> the step-0 `TrainState`, one compiled program for every seed."""
   sc = scales_lib.make_scales(mc, cfg.optimizer)
-  params = scales_lib.init_params(jax.random.PRNGKey(cfg.seed), mc, sc)
-  opt = make_optimizer(cfg, sc, base_lr=1.0)
-  return TrainState(jnp.int32(0), params, opt.init(params), sc)
+
+  def init(seed):
+    params = scales_lib.init_params(jax.random.PRNGKey(seed), mc, sc)
+    opt = make_optimizer(cfg, sc, base_lr=1.0)
+    return TrainState(jnp.int32(0), params, opt.init(params), sc)
+  return jax.jit(init)
+
+
+def init_state(cfg, mc: ModelConfig, seed=None) -> TrainState:
+  """The step-0 state of `cfg` (seed: cfg.seed unless given)."""
+  return init_fn(cfg, mc)(cfg.seed if seed is None else seed)
 
 
 def step_fn(cfg, mc: ModelConfig, skip: int):
@@ -191,20 +201,27 @@ class Trainer:
     ev = self.lang.sampler() if not isinstance(self.lang, data_lib.ByteCorpus) \
         else self.lang.sampler("eval")
     bs = cfg.batch_size
-    self.data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
-    self.eval_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2)
+    self.set_run(cfg)
+    self.sample = lambda k: train(k, bs, length)  # key -> (B, T+1) tokens, unplaced
     self._train_batch = jax.jit(lambda k: train(k, bs, length),
                                 out_shardings=self.data_sharding)
     self._eval_batch = jax.jit(lambda k: ev(k, bs, length), out_shardings=self.data_sharding)
     self.step_fn = make_step(cfg, self.mc, skip)
     self._eval_loss = jax.jit(lambda s, t: loss_fn(self.mc, s.params, s.scales, t, skip))
 
+  def set_run(self, cfg):
+    """Per-run settings: the config (rate, step counts) and the data keys of its seed."""
+    self.cfg = cfg
+    self.data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
+    self.eval_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2)
+
   def batch(self, step: int):
     return self._train_batch(jax.random.fold_in(self.data_key, step))
 
-  def init(self) -> TrainState:
-    with jax.sharding.use_mesh(self.mesh) if hasattr(jax.sharding, "use_mesh") else _null():
-      state = init_state(self.cfg, self.mc)
+  def init(self, seed=None) -> TrainState:
+    if not hasattr(self, "_init"):
+      self._init = init_fn(self.cfg, self.mc)
+    state = self._init(self.cfg.seed if seed is None else seed)
     return jax.device_put(state, self.replicated)
 
   def evaluate(self, state) -> float:
@@ -214,12 +231,27 @@ class Trainer:
     return tot / self.cfg.eval_batches
 
 
-class _null:
-  def __enter__(self):
-    return self
+_TRAINERS = {}
+_PER_RUN = ("lr", "seed", "steps", "log_every", "eval_every", "eval_batches", "ckpt_every",
+            "divergence_factor")
 
-  def __exit__(self, *a):
-    return False
+
+def get_trainer(cfg, devices=None) -> "Trainer":
+  """A `Trainer` for cfg, reusing the compiled programs of an earlier one that differs only
+  in per-run settings (rate, seed, step counts; the rate is traced, the seed only picks keys)."""
+  devices = list(devices) if devices is not None else jax.devices()
+  d = cfg.to_dict()
+  if d.get("schedule") != "constant":
+    return Trainer(cfg, devices)
+  key = (repr(sorted((k, v) for k, v in d.items() if k not in _PER_RUN)),
+         tuple(x.id for x in devices))
+  tr = _TRAINERS.get(key)
+  if tr is None:
+    tr = _TRAINERS[key] = Trainer(cfg, devices)
+  else:
+    validate(cfg)
+    tr.set_run(cfg)
+  return tr
 
 
 def _checkpointer(path):
@@ -236,7 +268,7 @@ def train(cfg, out: Optional[str] = None, *, devices=None, progress: bool = True
   'train_<step>', held-out loss with key 'eval_<step>'). Raises `Diverged` on a NaN or
   diverging loss, keeping the last good checkpoint.
   """
-  tr = Trainer(cfg, devices)
+  tr = get_trainer(cfg, devices)
   state = tr.init()
   records = []
   mngr = ocp = None
@@ -248,7 +280,11 @@ def train(cfg, out: Optional[str] = None, *, devices=None, progress: bool = True
     if last is not None:
       abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
       state = mngr.restore(last, args=ocp.args.StandardRestore(abstract))
-      records = [r for r in run.records() if r.get("step", 0) <= last and r["key"] != "done"]
+      # train_t is the loss of the state after t updates, logged after checkpoint t was
+      # taken; held-out eval_t is logged before it: keep what the resumed run won't redo.
+      records = [r for r in run.records()
+                 if (r["key"].startswith("train_") and r["step"] < last)
+                 or (r["key"].startswith("eval_") and r["step"] <= last)]
       if any(r.get("key") == "done" for r in run.records()) and last == cfg.steps:
         return run.records()
   start = int(state.step)
@@ -328,6 +364,7 @@ def _write_outputs(out, cfg, tr, records):
 
 
 def main(argv):
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   if len(argv) > 1:
     cli.fail("lm.train", f"unexpected arguments {argv[1:]}")
   cfg = flags.FLAGS.config
