@@ -6,31 +6,7 @@ import numpy as np
 
 from dmft import ensembles as ens_lib
 from dmft import results
-
-
-def fit_power_law(x, y):
-  """Least-squares fit y = c x^slope in log-log space; returns (slope, c, se).
-
-  se is the standard error of the slope (0 with two points).
-  """
-  x = np.asarray(x, np.float64)
-  y = np.asarray(y, np.float64)
-  if x.shape != y.shape or x.size < 2:
-    raise ValueError("x and y must have the same shape with >= 2 points, got "
-                     f"{x.shape} and {y.shape}")
-  if np.any(x <= 0) or np.any(y <= 0):
-    raise ValueError("power-law fits need positive x and y")
-  lx, ly = np.log(x), np.log(y)
-  a = np.stack([lx, np.ones_like(lx)], 1)
-  coef, res, _, _ = np.linalg.lstsq(a, ly, rcond=None)
-  slope, logc = coef
-  if x.size > 2:
-    resid = ly - a @ coef
-    s2 = resid @ resid / (x.size - 2)
-    se = float(np.sqrt(s2 / np.sum((lx - lx.mean()) ** 2)))
-  else:
-    se = 0.0
-  return float(slope), float(np.exp(logc)), se
+from kernels import slopes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +82,8 @@ def measure(ensembles: Sequence[ens_lib.EnsembleResult],
   if len(widths) >= 2:
     for k, v in arrays.items():
       if np.all(np.isfinite(v)) and np.all(v > 0):
-        s, _, se = fit_power_law(widths, v)
-        exponents[k] = (s, se)
+        fit = slopes.loglog_fit(widths, v)
+        exponents[k] = (fit.slope, fit.stderr)
   return WidthConvergence(widths=widths, exponents=exponents, **arrays)
 
 
@@ -153,8 +129,8 @@ def measure_split_bias(pairs: Sequence[ens_lib.SplitPairs]) -> SplitBias:
                     for d in per_pair])
   exponent = (np.nan, np.nan)
   if len(widths) >= 2 and np.all(diff > 0):
-    s, _, se = fit_power_law(widths, diff)
-    exponent = (s, se)
+    fit = slopes.loglog_fit(widths, diff)
+    exponent = (fit.slope, fit.stderr)
   return SplitBias(widths=widths, difference=diff, stderr=err, exponent=exponent)
 
 

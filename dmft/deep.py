@@ -40,9 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmft import activations as act_lib
-from dmft import errors
+from dmft import core
 from dmft import gaussian
 from dmft import lazy
+from dmft import network
 from dmft import results
 from dmft import validation as val
 
@@ -93,6 +94,16 @@ def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
   for l in range(depth - 1):
     ntk = ntk + sig[l + 1] ** 2 * phis[l][:, :p] * gq[l + 1]
   return phis, gs, ntk
+
+
+@functools.partial(jax.jit, static_argnames=("p", "act", "net", "arch"))
+def _initial_state(x_all, p, *, act, net, arch):
+  """t=0 feature and gradient kernels and the network's NTK, as one compiled program."""
+  phis, gs, _ = initial_kernels(
+      act, x_all, p, arch.depth, w_std=arch.W_std, input_std=arch.input_std,
+      readout_std=arch.readout_std, residual=arch.residual,
+      branch_multiplier=arch.branch_multiplier)
+  return phis, gs, net.kernel_fn(x_all, x_all[:p], "ntk")
 
 
 def _sigmas(depth, w_std, input_std, readout_std, residual, beta):
@@ -166,10 +177,6 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
 
   def expect(a, b):
     return (a @ b.T) * weight
-
-  def rel(new, old):
-    return jnp.linalg.norm(new - old) / jnp.maximum(
-        jnp.linalg.norm(new), jnp.finfo(dtype).tiny)
 
   def factor(c):
     """Factor F with F F^T = c that maps the whitened sources to samples.
@@ -372,36 +379,17 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
       ntk = ntk + sig[l + 1] ** 2 * diag_phi[l] * diag_g[l + 1]
     return new_phis, new_gs, new_a, new_b, f, ntk
 
-  def body(state):
-    it, params, _, jit_max = state
-    phis, gs, resp_a, resp_b, delta = params
+  def update(params, jit_max):
+    phis, gs, _, _, delta = params
     fields = run_fields(params)
     new_phis, new_gs, new_a, new_b, f, ntk = order_parameters(fields)
     inc = f[1:, :p] - f[:-1, :p]
-
-    def recur(f_t, xs):
-      inc_t, ntk_t, delta_old_t = xs
-      delta_t = y - f_t
-      return f_t + inc_t + lr / p * ntk_t @ (delta_t - delta_old_t), delta_t
-
-    _, delta_new = jax.lax.scan(recur, jnp.zeros((p,), dtype),
-                                (inc, ntk[:steps], delta))
-    res = rel(delta_new, delta)
+    delta_new = core.error_signal(inc, ntk[:steps], delta, y, lr)
+    res = core.rel_change(delta_new, delta)
     for a, b in zip(new_phis + new_gs, list(phis) + list(gs)):
-      res = jnp.maximum(res, rel(a, b))
-    mix = lambda new, old: (1 - damping) * old + damping * new
-    params = (
-        [mix(a, b) for a, b in zip(new_phis, phis)],
-        [mix(a, b) for a, b in zip(new_gs, gs)],
-        [mix(a, b) for a, b in zip(new_a, resp_a)],
-        [mix(a, b) for a, b in zip(new_b, resp_b)],
-        mix(delta_new, delta),
-    )
-    return it + 1, params, res, jnp.maximum(jit_max, fields["jitter"])
-
-  def cond(state):
-    it, _, res, _ = state
-    return (it < max_iterations) & (res > tol) & jnp.isfinite(res)
+      res = jnp.maximum(res, core.rel_change(a, b))
+    new = (list(new_phis), list(new_gs), list(new_a), list(new_b), delta_new)
+    return new, jnp.maximum(jit_max, fields["jitter"]), res
 
   delta0 = lazy.gd_error(ntk0[:p, :p], y, lr, steps)[:steps]
   params0 = (
@@ -411,9 +399,9 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
       [jnp.zeros((tn, p, tn, p), dtype) for _ in range(big_l - 1)],
       delta0,
   )
-  state = (0, params0, jnp.asarray(jnp.finfo(dtype).max, dtype),
-           jnp.zeros((), dtype))
-  it, params, res, jit_max = jax.lax.while_loop(cond, body, state)
+  params, jit_max, it, res = core.damped_fixed_point(
+      update, params0, jnp.zeros((), dtype), damping=damping, tol=tol,
+      max_iterations=max_iterations)
   fields = run_fields(params)
   phis, gs, resp_a, resp_b, f, ntk = order_parameters(fields)
   # Monte Carlo standard error of the train loss (delta method).
@@ -445,104 +433,53 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
               test_loss_se=test_se, kernel_rel_se=kern_se)
 
 
-def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
-               steps=50, n_samples=2048, seed=0, X_test=None, y_test=None,
-               W_std=1.0, input_std=1.0, readout_std=1.0, residual=False,
-               branch_multiplier=None, damping=0.7, tol=None,
-               max_iterations=200, kernel_times=None,
-               raise_on_nonconvergence=True, n_response=256,
-               exact_linear=False) -> results.DMFTResult:
-  """Solves the DMFT of a deep (optionally residual) network by sampling.
+def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=0.7,
+                 tol=None, max_iterations=200, kernel_times=None,
+                 raise_on_nonconvergence=True, n_response=256,
+                 exact_linear=None) -> results.DMFTResult:
+  """The deep and residual field equations on the solver core (see `dmft.solve`).
 
-  Bordelon and Pehlevan (2022), Eqs. (5)-(7) and Algorithm 1 (alternating
-  Monte Carlo solver), in discrete time; residual branches as in Bordelon et
-  al. (2023), Eq. (5).
-
-  Args:
-    X, y: (P, D) training inputs and (P,) targets.
-    depth: number of hidden layers L (>= 1; for residual networks the first
-      hidden layer is the input embedding followed by L - 1 residual blocks).
-    activation: name, callable or stax activation layer.
-    gamma0: feature-learning strength (> 0).
-    lr: base learning rate (network SGD rate lr * gamma0^2 * N).
-    steps: gradient-descent steps T.
-    n_samples: Monte Carlo samples of the single-site process.
-    seed: int or PRNG key.
-    X_test, y_test: optional test points (predictions are Monte Carlo means).
-    W_std, input_std, readout_std: weight multipliers of hidden, input and
-      readout layers.
-    residual: residual network with branch multiplier `branch_multiplier`
-      (default (L - 1)^-1/2, depth-muP).
-    damping: fixed-point damping in (0, 1].
-    tol: tolerance on the relative change of the order parameters per
-      iteration (default 1e-4 in float32, 1e-7 in float64, and for sampled
-      solves of nonlinear networks at least 0.2 n_samples^-1/2, a fifth of the relative Monte
-      Carlo error of the sampled order parameters, below which further
-      iterations cannot be resolved).
-    max_iterations: iteration cap; exceeding it raises NonConvergenceError.
-    kernel_times: number of time points in the reported two-time kernels.
-    raise_on_nonconvergence: raise rather than return converged=False.
-    n_response: samples used for the pathwise response functions.
-    exact_linear: solve without sampling (requires a linear activation); used
-      by `solve_deep_linear`.
+  Bordelon and Pehlevan (2022), Eqs. (5)-(7) and Algorithm 1 (alternating Monte Carlo
+  solver), in discrete time; residual branches as in Bordelon et al. (2023), Eq. (5).
+  Linear networks are solved exactly (no sampling) unless ``exact_linear=False``.
 
   Returns:
-    A `DMFTResult`. Its sampling accuracy: `mc_error`, the Monte Carlo
-    standard error of the train loss at each step; info["test_mc_error"] the
-    same for the test loss (with y_test); info["kernel_rel_error"] the
-    relative standard error of the sampled last-layer kernel at the final
-    step. The t = 0 kernels and NTK are exact (control variate), so the
-    lazy limit is limited only by these errors.
-
-  Raises:
-    ValueError, TypeError: bad input. DivergenceError: the dynamics blow up.
-    NonConvergenceError: the tolerance was not met.
+    A `DMFTResult`. Its sampling accuracy: `mc_error`, the Monte Carlo standard error
+    of the train loss at each step; info["test_mc_error"] the same for the test loss
+    (with y_test); info["kernel_rel_error"] the relative standard error of the sampled
+    last-layer kernel at the final step. The t = 0 kernels and NTK are exact (control
+    variate), so the lazy limit is limited only by these errors.
   """
-  x = val.as_inputs(X, "X")
-  p = x.shape[0]
-  yy = val.as_targets(y, p, "y")
-  depth = val.positive_int(depth, "depth")
-  act = act_lib.get(activation)
-  if exact_linear and act.ab != (1.0, 1.0):
-    raise ValueError("exact_linear requires activation='linear', got "
-                     f"{act.name}")
-  gamma0 = val.positive_float(gamma0, "gamma0")
-  lr = val.positive_float(lr, "lr")
-  steps = val.positive_int(steps, "steps")
+  act = act_lib.get(arch.activation if arch.activation is not None else "linear")
+  if exact_linear is None:
+    exact_linear = act.is_linear
+  if exact_linear and not act.is_linear:
+    raise ValueError(f"exact_linear requires a linear network, got activation {act.name}")
+  depth, gamma0, residual = arch.depth, arch.gamma0, arch.residual
+  x_all, p, yy, dtype = prob.x_all, prob.n_train, prob.y, prob.dtype
   n_samples = val.positive_int(n_samples, "n_samples", minimum=2)
   damping = val.unit_interval(damping, "damping")
-  w_std = val.positive_float(W_std, "W_std")
-  input_std = val.positive_float(input_std, "input_std")
-  readout_std = val.positive_float(readout_std, "readout_std")
-  if residual and depth < 2:
-    raise ValueError("a residual network needs depth >= 2 (embedding plus at "
-                     f"least one block), got depth={depth}")
-  if branch_multiplier is None:
-    beta = (depth - 1) ** -0.5 if residual else 1.0
-  else:
-    beta = val.positive_float(branch_multiplier, "branch_multiplier")
-  dtype = val.default_dtype()
   if tol is None:
     tol = 1e-7 if dtype == jnp.float64 else 1e-4
-    if not exact_linear and act.ab != (1.0, 1.0):
-      # (Linear fields are exact on the moment-matched samples.) The sampled order parameters carry a relative Monte Carlo error
-      # ~ n_samples^-1/2, and with kinked activations (relu) the map over the
-      # quenched samples jumps by ~1/n_samples whenever a sample crosses a
-      # kink, so changes far below the sampling error can neither be resolved
-      # nor always be reached: stop once they are 5x below it.
+    if not exact_linear and not act.is_linear:
+      # (Linear fields are exact on the moment-matched samples.) The sampled order
+      # parameters carry a relative Monte Carlo error ~ n_samples^-1/2, and with kinked
+      # activations (relu) the map over the quenched samples jumps by ~1/n_samples
+      # whenever a sample crosses a kink, so changes far below the sampling error can
+      # neither be resolved nor always be reached: stop once they are 5x below it.
       tol = max(tol, MC_TOL_FACTOR / math.sqrt(n_samples))
   tol = val.positive_float(tol, "tol")
   max_iterations = val.positive_int(max_iterations, "max_iterations")
   n_response = val.positive_int(n_response, "n_response")
   key = val.seed_key(seed)
-  x_all, xt, yt = _with_test(x, X_test, y_test)
-  phis0, gs0, ntk0 = initial_kernels(
-      act, x_all, p, depth, w_std=w_std, input_std=input_std,
-      readout_std=readout_std, residual=residual, branch_multiplier=beta)
+  w_std, input_std, readout_std = arch.W_std, arch.input_std, arch.readout_std
+  beta = arch.branch_multiplier
+  # The exact initial NTK (the control variate's reference) is the network's kernel_fn.
+  phis0, gs0, ntk0 = _initial_state(x_all, p, act=act, net=net, arch=arch)
   lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
   # (zeros when there are no test targets; the test error is then unused)
-  y_test_all = jnp.zeros((x_all.shape[0] - p,), x_all.dtype) if yt is None else (
-      jnp.asarray(yt, x_all.dtype))
+  y_test_all = jnp.zeros((x_all.shape[0] - p,), dtype) if prob.y_test is None else (
+      jnp.asarray(prob.y_test, dtype))
   out = _solve(x_all, yy, y_test_all, key, phis0, gs0, ntk0, act=act, depth=depth,
                steps=steps, n_train=p, n_samples=n_samples, gamma0=gamma0,
                lr=lr, damping=damping, tol=tol, max_iterations=max_iterations,
@@ -552,24 +489,18 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
   out = jax.device_get(out)
   res = float(out["residual"])
   n_it = int(out["n_iterations"])
-  converged = bool(res <= tol)
   f = np.asarray(out["f"])
-  loss = 0.5 * np.mean((f[:, :p] - np.asarray(yy)[None]) ** 2, axis=1)
-  if not np.isfinite(res) or not converged:
-    if raise_on_nonconvergence:
-      raise errors.NonConvergenceError(
-          f"deep DMFT did not converge: relative residual {res:.3g} > tol "
-          f"{tol:.3g} after {n_it} iterations (max_iterations="
-          f"{max_iterations}); lower damping or lr, raise max_iterations, "
-          "or (sampled solves) leave tol at its default, which is set by "
-          "the Monte Carlo error of n_samples",
-          res, n_it)
-  else:
-    lazy.check_finite(loss, lr, gamma0)
+  loss = core.losses(f[:, :p], yy)
+  converged = core.conclude(
+      what="deep", residual=res, tol=tol, n_iterations=n_it,
+      max_iterations=max_iterations, raise_on_nonconvergence=raise_on_nonconvergence,
+      loss=loss, lr=lr, gamma0=gamma0,
+      hint="lower damping or lr, raise max_iterations, or (sampled solves) leave tol at "
+      "its default, which is set by the Monte Carlo error of n_samples")
   if float(out["jitter"]) >= gaussian.MAX_JITTER:
     raise ValueError("a kernel was not positive semi-definite even with "
                      f"relative jitter {gaussian.MAX_JITTER}")
-  t_index = _time_index(steps, kernel_times)
+  t_index = np.asarray(core.time_index(steps, kernel_times))
   phi = np.stack([np.asarray(k)[t_index][:, :p][:, :, t_index][..., :p]
                   for k in out["phis"]])
   phi = np.transpose(phi, (0, 1, 3, 2, 4))  # (L, K, K, P, P)
@@ -580,10 +511,10 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
   mc_info = {}
   if not exact_linear:
     mc_info["kernel_rel_error"] = float(out["kernel_rel_se"])
-  if xt is not None:
+  if prob.x_test is not None:
     f_test = f[:, p:]
-    if yt is not None:
-      test_loss = 0.5 * np.mean((f_test - np.asarray(yt)[None]) ** 2, axis=1)
+    if prob.y_test is not None:
+      test_loss = core.losses(f_test, prob.y_test)
       mc_info["test_mc_error"] = np.asarray(out["test_loss_se"])
   return results.DMFTResult(
       loss=loss, f_train=f[:, :p], f_test=f_test, test_loss=test_loss,
@@ -600,23 +531,55 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
                 **mc_info))
 
 
-def _with_test(x, x_test, y_test):
-  if x_test is None:
-    if y_test is not None:
-      raise ValueError("y_test given without X_test")
-    return x, None, None
-  xt = val.as_inputs(x_test, "X_test")
-  if xt.shape[1] != x.shape[1]:
-    raise ValueError(f"X_test must have {x.shape[1]} features like X, got "
-                     f"shape {xt.shape}")
-  yt = None if y_test is None else val.as_targets(y_test, xt.shape[0],
-                                                  "y_test")
-  return jnp.concatenate([x, xt]), xt, yt
+def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
+               steps=50, n_samples=2048, seed=0, X_test=None, y_test=None,
+               W_std=1.0, input_std=1.0, readout_std=1.0, residual=False,
+               branch_multiplier=None, damping=0.7, tol=None,
+               max_iterations=200, kernel_times=None,
+               raise_on_nonconvergence=True, n_response=256,
+               exact_linear=False) -> results.DMFTResult:
+  """`dmft.solve` of the deep (optionally residual) mup network these arguments describe.
 
+  Bordelon and Pehlevan (2022), Eqs. (5)-(7) and Algorithm 1, in discrete time;
+  residual branches as in Bordelon et al. (2023), Eq. (5).
 
-def _time_index(steps, kernel_times):
-  if kernel_times is None:
-    kernel_times = min(steps + 1, 11)
-  k = val.positive_int(kernel_times, "kernel_times")
-  return np.unique(np.round(np.linspace(0, steps, min(k, steps + 1))).astype(
-      np.int64))
+  Args:
+    depth: hidden layers L (>= 1; residual: the input embedding and L - 1 blocks).
+    activation: name, callable or stax activation layer.
+    W_std, input_std, readout_std: multipliers of hidden, input and readout weights.
+    residual: blocks ``x + beta Dense(phi(x))`` under ``depth_mup(L - 1, gamma0)``.
+    branch_multiplier: beta (default (L - 1)^-1/2, what depth_mup(L - 1) gives);
+      another value gives the branch exponent log(1/beta) / log(L - 1).
+    exact_linear: solve a linear network without sampling (`solve_deep_linear`); a
+      linear activation is otherwise sampled like any other.
+    The rest: see `dmft.solve`. With depth = 1 the two-layer solver runs (n_response
+    and exact_linear do not apply).
+  """
+  from dmft import solver as solve_lib  # pylint: disable=g-import-not-at-top
+  depth = val.positive_int(depth, "depth")
+  gamma0 = val.positive_float(gamma0, "gamma0")
+  act = act_lib.get(activation)
+  if exact_linear and not act.is_linear:
+    raise ValueError(f"exact_linear requires activation='linear', got {act.name}")
+  if residual and depth < 2:
+    raise ValueError("a residual network needs depth >= 2 (embedding plus at "
+                     f"least one block), got depth={depth}")
+  exponent = 0.5
+  if residual and branch_multiplier is not None:
+    beta = val.positive_float(branch_multiplier, "branch_multiplier")
+    exponent = 0.0 if depth == 2 else -math.log(beta) / math.log(depth - 1)
+    if depth == 2 and beta != 1.0:
+      raise ValueError("with one residual block the branch multiplier is 1 for every "
+                       f"depth exponent, got branch_multiplier={beta}")
+  net = network.build(1, depth=depth, activation=act.layer, gamma0=gamma0,
+                      W_std=val.positive_float(W_std, "W_std"),
+                      input_std=val.positive_float(input_std, "input_std"),
+                      readout_std=val.positive_float(readout_std, "readout_std"),
+                      residual=bool(residual), branch_exponent=exponent)
+  options = dict(seed=seed, n_samples=n_samples, damping=damping, tol=tol,
+                 max_iterations=max_iterations, kernel_times=kernel_times,
+                 raise_on_nonconvergence=raise_on_nonconvergence)
+  if depth > 1:
+    options.update(n_response=n_response, exact_linear=bool(exact_linear))
+  return solve_lib.solve(net, X, y, lr=lr, steps=steps, X_test=X_test, y_test=y_test,
+                         **options)

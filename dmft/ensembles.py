@@ -14,79 +14,42 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dmft import activations
+from dmft import network
 from dmft import validation as val
 from kernels import empirical
 from kernels import flax_module
 from kernels import optim
-from kernels import parameterization as pz
 from kernels import stax
-
-_STAX_ACTIVATIONS = {
-    "relu": stax.Relu,
-    "erf": stax.Erf,
-    "gelu": stax.Gelu,
-    "abs": stax.Abs,
-    "linear": lambda: stax.ABRelu(1.0, 1.0),
-    "tanh": stax.Tanh,
-}
-
 
 def stax_activation(activation):
   """A `kernels.stax` activation layer for a name, layer or callable."""
-  if isinstance(activation, str):
-    name = activation.lower()
-    if name in ("identity",):
-      name = "linear"
-    if name not in _STAX_ACTIVATIONS:
-      raise ValueError(f"activation must be one of {sorted(_STAX_ACTIVATIONS)} "
-                       f"or a stax activation layer, got '{activation}'")
-    return _STAX_ACTIVATIONS[name]()
-  if isinstance(activation, stax.Layer):
-    return activation
-  if callable(activation):
-    return stax.ElementwiseNumerical(activation)
-  raise TypeError("activation must be a name, a stax activation layer or a "
-                  f"callable, got {type(activation).__name__}")
+  return activations.layer(activation)
 
 
-def build_network(width, *, depth=1, activation="relu", gamma0=1.0, W_std=1.0,
-                  input_std=1.0, readout_std=1.0, residual=False,
-                  branch_exponent=0.5):
-  """The mup network whose infinite-width limit the DMFT solvers describe.
+def build_network(width, **kwargs):
+  """The mup (depth_mup) network the solvers' conveniences describe (`dmft.network.build`)."""
+  return network.build(width, **kwargs)
 
-  Args:
-    width: hidden width N.
-    depth: hidden layers L (residual: embedding plus L - 1 residual blocks).
-    activation: name, stax activation layer or callable.
-    gamma0: richness.
-    W_std, input_std, readout_std: multipliers of hidden, input and readout
-      weights.
-    residual: residual blocks x + (L-1)^-branch_exponent Dense(phi(x)).
-    branch_exponent: depth exponent of the branch multiplier.
 
-  Returns:
-    A `kernels.stax` serial network with one output.
-  """
-  width = val.positive_int(width, "width")
-  depth = val.positive_int(depth, "depth")
-  act = stax_activation(activation)
-  if residual:
-    if depth < 2:
-      raise ValueError(f"residual networks need depth >= 2, got {depth}")
-    p = pz.depth_mup(depth - 1, gamma0=gamma0, branch_exponent=branch_exponent)
-    layers = [stax.Dense(width, input_std, parameterization=p)]
-    for _ in range(depth - 1):
-      layers.append(stax.Residual(
-          stax.serial(act, stax.Dense(width, W_std, parameterization=p)),
-          parameterization=p))
-    layers += [act, stax.Dense(1, readout_std, parameterization=p)]
-  else:
-    p = pz.mup(gamma0)
-    layers = [stax.Dense(width, input_std, parameterization=p), act]
-    for _ in range(depth - 1):
-      layers += [stax.Dense(width, W_std, parameterization=p), act]
-    layers.append(stax.Dense(1, readout_std, parameterization=p))
-  return stax.serial(*layers)
+def _resolve(net, X, y, width, network_kwargs):
+  """(net, X, y): ``net`` a stax network (at ``width`` when given), or the legacy form
+  ``(X, y, width=N, **network_kwargs)`` that builds it."""
+  if isinstance(net, stax.Layer):
+    if network_kwargs:
+      raise ValueError(f"network settings {sorted(network_kwargs)} are read from net; "
+                       "pass them to the network description instead.")
+    if width is not None:
+      net = network.with_width(net, width)
+    else:
+      network.read(net)
+    return net, X, y
+  if y is not None:
+    raise TypeError("train with train_ensemble(net, X, y, ...) or the form "
+                    "train_ensemble(X, y, width=N, **network_settings).")
+  if width is None:
+    raise ValueError("width is required when the network is built from settings.")
+  return network.build(width, **network_kwargs), net, X
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,14 +80,21 @@ def _negate_readout(params):
   return params[:-1] + ((-last[0],) + tuple(last[1:]),)
 
 
-def train_ensemble(X, y, *, width, n_seeds=8, seed=0, steps=50, lr=1.0,
-                   X_test=None, y_test=None, ntk=True, antithetic=True,
+def train_ensemble(net, X, y=None, *, width=None, n_seeds=8, seed=0, steps=50,
+                   lr=1.0, X_test=None, y_test=None, ntk=True, antithetic=True,
                    **network_kwargs) -> EnsembleResult:
-  """Trains `n_seeds` networks of one width by full-batch GD, vmapped.
+  """Trains `n_seeds` copies of ``net`` by full-batch GD, vmapped over seeds.
+
+  The networks are ``net`` itself (its parameterization, activation, depth and
+  residual blocks; the same object `dmft.solve` reads), run through its Flax module
+  and trained with `kernels.optim.sgd`, so theory and finite networks agree by
+  construction. ``train_ensemble(X, y, width=N, **settings)`` builds the network from
+  `dmft.network.build` settings instead.
 
   Args:
+    net: a `kernels.stax` network that `dmft.solve` reads.
     X, y: training data (P, D), (P,).
-    width: hidden width N.
+    width: hidden width N substituted into ``net`` (default: the width it has).
     n_seeds: ensemble size (even when antithetic).
     seed: base seed.
     steps: gradient-descent steps.
@@ -134,11 +104,13 @@ def train_ensemble(X, y, *, width, n_seeds=8, seed=0, steps=50, lr=1.0,
     antithetic: pair each seed with the network whose readout weights are
       negated (same distribution; cancels the initial-output fluctuation in
       the ensemble mean).
-    **network_kwargs: passed to `build_network`.
+    **network_kwargs: only with the settings form (`dmft.network.build`).
 
   Returns:
     An `EnsembleResult`.
   """
+  net, X, y = _resolve(net, X, y, width, network_kwargs)
+  width = network.read(net).width
   x = val.as_inputs(X, "X")
   p_train = x.shape[0]
   yy = val.as_targets(y, p_train, "y")
@@ -149,7 +121,6 @@ def train_ensemble(X, y, *, width, n_seeds=8, seed=0, steps=50, lr=1.0,
     raise ValueError(f"n_seeds must be even with antithetic=True, got "
                      f"{n_seeds}")
   xt = None if X_test is None else val.as_inputs(X_test, "X_test")
-  net = build_network(width, **network_kwargs)
   out = _train(net, x, yy, xt, val.seed_key(seed), n_seeds, steps, lr,
                bool(ntk), bool(antithetic))
   out = jax.device_get(out)
@@ -231,9 +202,18 @@ def _train_from(net, x, y, xt, params, steps, lr, ntk):
   return jax.vmap(one)(params)
 
 
-def train_widths(X, y, widths: Sequence[int], **kwargs):
-  """`train_ensemble` for each width; returns a list of `EnsembleResult`."""
-  return [train_ensemble(X, y, width=w, **kwargs) for w in widths]
+def train_widths(net, X, y, widths: Sequence[int] = None, **kwargs):
+  """`train_ensemble` of ``net`` at each width: ``train_widths(net, X, y, widths)``.
+
+  (Also ``train_widths(X, y, widths, **settings)``, the network built from settings.)
+  """
+  if not isinstance(net, stax.Layer):
+    if widths is not None:
+      raise TypeError("train_widths takes (net, X, y, widths) or (X, y, widths, **settings).")
+    return [train_ensemble(net, X, width=w, **kwargs) for w in y]
+  if widths is None or len(widths) == 0:
+    raise ValueError("widths must list at least one width.")
+  return [train_ensemble(net, X, y, width=w, **kwargs) for w in widths]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,8 +246,8 @@ def _union(params_a, params_b):
           (jnp.concatenate([v_a, v_b], -2), c_a))
 
 
-def train_split_pairs(X, y, *, width, n_pairs=8, seed=0, steps=50, lr=1.0,
-                      **network_kwargs) -> SplitPairs:
+def train_split_pairs(net, X, y=None, *, width=None, n_pairs=8, seed=0, steps=50,
+                      lr=1.0, **network_kwargs) -> SplitPairs:
   """Trains pairs of width-N two-layer networks and, from the same units, width 2N.
 
   A variance-reduced estimator of the finite-width bias (the 1/N term of the
@@ -283,15 +263,18 @@ def train_split_pairs(X, y, *, width, n_pairs=8, seed=0, steps=50, lr=1.0,
   independent seeds would need otherwise. Two-layer networks only: the union of
   two deeper networks is not a sample of the wider one (no cross weights).
   """
+  net, X, y = _resolve(net, X, y, width, network_kwargs)
+  arch = network.read(net)
+  width = arch.width
   x = val.as_inputs(X, "X")
   yy = val.as_targets(y, x.shape[0], "y")
   n_pairs = val.positive_int(n_pairs, "n_pairs")
   steps = val.positive_int(steps, "steps")
   lr = val.positive_float(lr, "lr")
-  if network_kwargs.get("depth", 1) != 1 or network_kwargs.get("residual", False):
-    raise ValueError("train_split_pairs needs two-layer networks (depth=1, no residual).")
-  net = build_network(width, **network_kwargs)
-  wide = build_network(2 * width, **network_kwargs)
+  if arch.kind != "two_layer":
+    raise ValueError("train_split_pairs needs two-layer networks (one hidden layer, "
+                     f"no residual blocks), got a {arch.kind} network of depth {arch.depth}.")
+  wide = network.with_width(net, 2 * width)
   keys = jax.random.split(val.seed_key(seed), 2 * n_pairs)
   params = jax.vmap(lambda k: net.init_fn(k, x.shape)[1])(keys)
   a = jax.tree_util.tree_map(lambda t: t[:n_pairs], params)

@@ -1,6 +1,5 @@
 """The lazy (NTK) limit of gradient descent and stability checks."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dmft import errors
@@ -22,21 +21,6 @@ def gd_error(ntk_train, y, lr, steps):
 
   _, errs = jax.lax.scan(step, y, None, length=steps + 1)
   return errs
-
-
-def gd_predictions(ntk_train, y, lr, steps, ntk_test_train=None):
-  """Lazy predictions f(t) on train (and test) points, (steps + 1, P[_test]).
-
-  Jacot et al. (2018), Eq. (8) in discrete time.
-  """
-  err = gd_error(ntk_train, y, lr, steps)
-  f_train = y[None] - err
-  if ntk_test_train is None:
-    return f_train, None
-  p = ntk_train.shape[0]
-  cum = jnp.cumsum(err, axis=0) - err  # sum_{s<t} err(s)
-  f_test = lr / p * cum @ ntk_test_train.T
-  return f_train, f_test
 
 
 def check_stable(ntk_train, lr, p, gamma0):

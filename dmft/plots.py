@@ -8,6 +8,7 @@ import numpy as np
 
 from dmft import convergence
 from kernels import runs as io
+from kernels import slopes
 
 
 def theory_vs_width(theory, ensembles, path):
@@ -50,14 +51,16 @@ def width_scaling(conv, path, split=None):
     v = getattr(conv, name)
     ax.loglog(conv.widths, v, marker, label=name)
     if name in conv.exponents:
-      s, c, _ = convergence.fit_power_law(conv.widths, v)
-      ax.loglog(conv.widths, c * conv.widths ** s, "-", lw=0.8,
+      fit = slopes.loglog_fit(conv.widths, v)
+      s = fit.slope
+      ax.loglog(conv.widths, fit.predict(conv.widths), "-", lw=0.8,
                 label=f"  slope {s:+.2f}")
   if split is not None and np.all(split.difference > 0):
     ax.errorbar(split.widths, split.difference, yerr=split.stderr, fmt="v",
                 ms=4, label="bias(N) - bias(2N), split pairs")
-    s, c, _ = convergence.fit_power_law(split.widths, split.difference)
-    ax.loglog(split.widths, c * split.widths ** s, "-", lw=0.8,
+    fit = slopes.loglog_fit(split.widths, split.difference)
+    s = fit.slope
+    ax.loglog(split.widths, fit.predict(split.widths), "-", lw=0.8,
               label=f"  slope {s:+.2f}")
   ax.set_xlabel("width N (hidden units)")
   ax.set_ylabel("distance to the DMFT (relative)")

@@ -4,10 +4,10 @@ from typing import Sequence
 
 import numpy as np
 
-from dmft import convergence
-from dmft import deep
+from dmft import network
 from dmft import results
 from dmft import validation as val
+from kernels import slopes
 
 
 def solve_residual(X, y, *, n_blocks, activation="relu", gamma0=1.0, lr=1.0,
@@ -30,13 +30,17 @@ def solve_residual(X, y, *, n_blocks, activation="relu", gamma0=1.0, lr=1.0,
   Returns:
     A `DMFTResult` with n_blocks + 1 layers of kernels.
   """
+  from dmft import solver as solve_lib  # pylint: disable=g-import-not-at-top
   n_blocks = val.positive_int(n_blocks, "n_blocks")
   branch_exponent = val.positive_float(branch_exponent, "branch_exponent",
                                        allow_zero=True)
-  return deep.solve_deep(
-      X, y, depth=n_blocks + 1, activation=activation, gamma0=gamma0, lr=lr,
-      steps=steps, n_samples=n_samples, seed=seed, residual=True,
-      branch_multiplier=float(n_blocks) ** (-branch_exponent), **kwargs)
+  shape = {k: val.positive_float(kwargs.pop(k), k)
+           for k in ("W_std", "input_std", "readout_std") if k in kwargs}
+  net = network.build(1, depth=n_blocks + 1, activation=activation,
+                      gamma0=val.positive_float(gamma0, "gamma0"), residual=True,
+                      branch_exponent=branch_exponent, **shape)
+  return solve_lib.solve(net, X, y, lr=lr, steps=steps, n_samples=n_samples, seed=seed,
+                         **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +95,8 @@ def infinite_depth_limit(X, y, *, n_blocks: Sequence[int] = (1, 2, 4, 8),
   mids = depths[:-1]
   good = diffs > 0
   if good.sum() >= 2:
-    slope, _, se = convergence.fit_power_law(mids[good], diffs[good])
+    fit = slopes.loglog_fit(mids[good], diffs[good])
+    slope, se = fit.slope, fit.stderr
   else:
     slope, se = float("nan"), float("nan")
   alpha = -slope

@@ -25,45 +25,38 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmft import activations as act_lib
-from dmft import errors
+from dmft import core
 from dmft import lazy
+from dmft import network
 from dmft import results
 from dmft import validation as val
 
 
-def _kernel_time_index(steps, kernel_times):
-  if kernel_times is None:
-    kernel_times = min(steps + 1, 11)
-  k = val.positive_int(kernel_times, "kernel_times")
-  return np.unique(np.round(np.linspace(0, steps, min(k, steps + 1))).astype(
-      np.int32))
-
-
 def initial_kernels(activation, x_all, w_std=1.0, readout_std=1.0):
-  """Exact t=0 kernels of the two-layer network on all points.
+  """Exact t=0 feature and gradient kernels of the two-layer network on all points.
 
-  Bordelon and Pehlevan (2022), Eq. (5) at t = 0: Phi = E phi phi,
-  G = readout_std^2 E phi' phi', NTK = readout_std^2 Phi + W_std^2 K^x * G'.
+  Bordelon and Pehlevan (2022), Eq. (5) at t = 0: Phi = E phi phi and
+  G = readout_std^2 E phi' phi', from the activation layer's Gaussian dual.
 
   Returns:
-    (phi0, g0, ntk0): each (Q, Q) over all Q points (train first).
+    (phi0, g0): each (Q, Q) over all Q points (train first).
   """
   act = act_lib.get(activation)
   kx = x_all @ x_all.T / x_all.shape[1]
   phi0, dphi0 = act_lib.gaussian_kernels(act, w_std ** 2 * kx)
-  g0 = readout_std ** 2 * dphi0
-  ntk0 = readout_std ** 2 * phi0 + w_std ** 2 * kx * g0
-  return phi0, g0, ntk0
+  return phi0, readout_std ** 2 * dphi0
 
 
-@functools.partial(jax.jit, static_argnames=("act", "n_half"))
-def _initial_state(x_all, key, w_std, readout_std, *, act, n_half):
-  """Exact t=0 kernels and the sampled initial weights, as one compiled program.
+@functools.partial(jax.jit, static_argnames=("act", "n_half", "net"))
+def _initial_state(x_all, key, w_std, readout_std, *, act, n_half, net):
+  """Exact t=0 kernels, the network's NTK (its kernel_fn) and the sampled initial
+  weights, as one compiled program.
 
   (Run op by op, the dozens of small kernel and sampling operations each
   compiled separately and dominated a first call.)
   """
-  phi0, g0, ntk0 = initial_kernels(act, x_all, w_std, readout_std)
+  phi0, g0 = initial_kernels(act, x_all, w_std, readout_std)
+  ntk0 = net.kernel_fn(x_all, None, "ntk")
   ka, kw = jax.random.split(key)
   a_half = jax.random.normal(ka, (n_half,), x_all.dtype)
   w_half = jax.random.normal(kw, (n_half, x_all.shape[1]), x_all.dtype)
@@ -143,37 +136,18 @@ def _solve(x_all, y, ntk0_exact, a_half, w_half, *, act, gamma0, lr, steps,
     _, out = jax.lax.scan(step, init, delta_ext)
     return out
 
-  def rel(new, old):
-    return jnp.linalg.norm(new - old) / jnp.maximum(
-        jnp.linalg.norm(new), jnp.finfo(dtype).tiny)
-
-  # Initial guess: the lazy (NTK) error signal.
-  delta_init = lazy.gd_error(ntk0_exact[:p, :p], y, lr, steps)[:steps]
-
-  def body(state):
-    it, delta, phi_d, g_d, _ = state
+  def update(delta, tracked):
+    """New error signal from the fields it drives; phi and g are tracked for the residual."""
+    phi_d, g_d = tracked
     f, ntk, phi_new, g_new = dynamics(delta)
-    inc = f[1:] - f[:-1]  # (steps, Q) increments driven by delta
-
-    # Forward recursion: the direct effect of the error on the next step is
-    # taken through the instantaneous NTK (implicit in time, hence stable);
-    # the feature-learning feedback (O(gamma0^2)) is iterated.
-    def recur(f_t, xs):
-      inc_t, ntk_t, delta_old_t = xs
-      delta_t = y - f_t[:p]
-      f_next = f_t + inc_t + lr / p * ntk_t @ (delta_t - delta_old_t)
-      return f_next, delta_t
-
-    _, delta_new = jax.lax.scan(recur, jnp.zeros((q,), dtype),
-                                (inc, ntk[:steps], delta))
-    res = jnp.maximum(rel(delta_new, delta),
-                      jnp.maximum(rel(phi_new, phi_d), rel(g_new, g_d)))
-    delta_next = (1 - damping) * delta + damping * delta_new
-    return it + 1, delta_next, phi_new, g_new, res
-
-  def cond(state):
-    it, _, _, _, res = state
-    return (it < max_iterations) & (res > tol) & jnp.isfinite(res)
+    inc = f[1:, :p] - f[:-1, :p]  # (steps, P) increments driven by delta
+    # The direct effect of the error is taken through the instantaneous NTK; the
+    # feature-learning feedback (O(gamma0^2)) is iterated.
+    delta_new = core.error_signal(inc, ntk[:steps, :p], delta, y, lr)
+    res = jnp.maximum(core.rel_change(delta_new, delta),
+                      jnp.maximum(core.rel_change(phi_new, phi_d),
+                                  core.rel_change(g_new, g_d)))
+    return delta_new, (phi_new, g_new), res
 
   if march:
     # Causal time-marching: the error of each step is computed from the
@@ -183,10 +157,12 @@ def _solve(x_all, y, ntk0_exact, a_half, w_half, *, act, gamma0, lr, steps,
     it = 1
     res = jnp.zeros((), dtype)
   else:
+    # Initial guess: the lazy (NTK) error signal.
+    delta_init = lazy.gd_error(ntk0_exact[:p, :p], y, lr, steps)[:steps]
     zeros_kd = jnp.zeros((steps + 1, p), dtype)
-    state = (0, delta_init, zeros_kd, zeros_kd,
-             jnp.asarray(jnp.finfo(dtype).max, dtype))
-    it, delta, _, _, res = jax.lax.while_loop(cond, body, state)
+    delta, _, it, res = core.damped_fixed_point(
+        update, delta_init, (zeros_kd, zeros_kd), damping=damping, tol=tol,
+        max_iterations=max_iterations)
 
   # Final pass: predictions, NTK(t) and two-time kernels.
   def final_step(carry, delta_t):
@@ -216,63 +192,18 @@ def _solve(x_all, y, ntk0_exact, a_half, w_half, *, act, gamma0, lr, steps,
                   a0[:, None] * dphi_0[:, :p])) / n)
 
 
-def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
-                    steps=100, n_samples=4096, seed=0, X_test=None,
-                    y_test=None, W_std=1.0, readout_std=1.0, damping=1.0,
-                    tol=None, max_iterations=None, kernel_times=None,
-                    raise_on_nonconvergence=True,
-                    method="march") -> results.DMFTResult:
-  """Solves the DMFT of a two-layer network trained by gradient descent.
+def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=4096, damping=1.0,
+                 tol=None, max_iterations=None, kernel_times=None,
+                 raise_on_nonconvergence=True, method="march") -> results.DMFTResult:
+  """The two-layer field equations on the solver core (see `dmft.solve` for the arguments).
 
   Bordelon and Pehlevan (2022), Eqs. (5)-(7) in discrete time for L = 1.
-
-  Args:
-    X: (P, D) training inputs.
-    y: (P,) targets.
-    activation: name, callable or stax activation layer.
-    gamma0: feature-learning strength (> 0); gamma0 -> 0 is the NTK limit.
-    lr: base learning rate (the network's SGD rate is lr * gamma0^2 * N).
-    steps: gradient-descent steps T.
-    n_samples: Monte Carlo neurons (rounded up to an even number).
-    seed: int or PRNG key.
-    X_test: optional (P_test, D) test inputs; y_test their targets.
-    W_std: input-layer weight multiplier.
-    readout_std: readout multiplier.
-    damping: fixed-point damping in (0, 1]; 1 is plain iteration.
-    tol: tolerance on the relative change of the order parameters (default
-      1e-5 in float32, 1e-9 in float64).
-    max_iterations: cap on iterations (default steps + 10).
-    kernel_times: number of time points at which the two-time kernels
-      Phi(t, s), G(t, s) are stored (default min(steps + 1, 11)).
-    raise_on_nonconvergence: raise `NonConvergenceError` when the tolerance is
-      not met (else return with converged=False).
-    method: 'march' (default) solves the causal discrete-time equations in one
-      pass over time (each step's error is computed from that step's fields,
-      so the self-consistency residual is zero by construction); 'iterate' is the alternating scheme of the paper: the error
-      signal is found by damped fixed-point iteration (fields given the error,
-      predictions given the fields through the instantaneous NTK) until the
-      relative change of the order parameters is below `tol`.
-
-  Returns:
-    A `DMFTResult` (phi and g have a leading layer axis of size 1).
-
-  Raises:
-    ValueError, TypeError: bad input (the message names the argument).
-    DivergenceError: the dynamics blow up (learning rate too large).
-    NonConvergenceError: the iteration did not reach `tol`.
   """
-  x = val.as_inputs(X, "X")
-  p = x.shape[0]
-  yy = val.as_targets(y, p, "y")
-  act = act_lib.get(activation)
-  gamma0 = val.positive_float(gamma0, "gamma0")
-  lr = val.positive_float(lr, "lr")
-  steps = val.positive_int(steps, "steps")
+  act = act_lib.get(arch.activation if arch.activation is not None else "linear")
+  x_all, p, yy = prob.x_all, prob.n_train, prob.y
   n_samples = val.positive_int(n_samples, "n_samples", minimum=2)
   damping = val.unit_interval(damping, "damping")
-  w_std = val.positive_float(W_std, "W_std")
-  readout_std = val.positive_float(readout_std, "readout_std")
-  dtype = val.default_dtype()
+  dtype = prob.dtype
   if tol is None:
     tol = 1e-9 if dtype == jnp.float64 else 1e-5
   tol = val.positive_float(tol, "tol")
@@ -280,26 +211,14 @@ def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
     max_iterations = steps + 10
   max_iterations = val.positive_int(max_iterations, "max_iterations")
   key = val.seed_key(seed)
-  if X_test is not None:
-    xt = val.as_inputs(X_test, "X_test")
-    if xt.shape[1] != x.shape[1]:
-      raise ValueError(f"X_test must have {x.shape[1]} features like X, got "
-                       f"shape {xt.shape}")
-    x_all = jnp.concatenate([x, xt])
-  else:
-    xt = None
-    x_all = x
-  yt = None
-  if y_test is not None:
-    if xt is None:
-      raise ValueError("y_test given without X_test")
-    yt = val.as_targets(y_test, xt.shape[0], "y_test")
-  t_index = tuple(int(i) for i in _kernel_time_index(steps, kernel_times))
+  t_index = core.time_index(steps, kernel_times)
   if method not in ("march", "iterate"):
     raise ValueError(f"method must be 'march' or 'iterate', got {method!r}")
+  w_std, readout_std, gamma0 = arch.input_std, arch.readout_std, arch.gamma0
 
+  # The exact initial NTK (the control variate's reference) is the network's kernel_fn.
   phi0, g0, ntk0, a_half, w_half = _initial_state(
-      x_all, key, w_std, readout_std, act=act, n_half=(n_samples + 1) // 2)
+      x_all, key, w_std, readout_std, act=act, n_half=(n_samples + 1) // 2, net=net)
   lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
   out = _solve(x_all, yy, ntk0, a_half, w_half, act=act, gamma0=gamma0, lr=lr,
                steps=steps, n_train=p,
@@ -310,26 +229,22 @@ def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
   f = np.asarray(out["f"])
   res = float(out["residual"])
   n_it = int(out["n_iterations"])
-  loss = 0.5 * np.mean((f[:, :p] - np.asarray(yy)[None]) ** 2, axis=1)
-  converged = bool(res <= tol)
-  if method == "march" or converged:
-    lazy.check_finite(loss, lr, gamma0)
-  if not converged and raise_on_nonconvergence:
-    raise errors.NonConvergenceError(
-        f"two-layer DMFT did not converge: relative residual {res:.3g} > tol "
-        f"{tol:.3g} after {n_it} iterations (max_iterations={max_iterations});"
-        " lower lr or damping, raise max_iterations, or use method='march'",
-        res, n_it)
+  loss = core.losses(f[:, :p], yy)
+  converged = core.conclude(
+      what="two-layer", residual=res, tol=tol, n_iterations=n_it,
+      max_iterations=max_iterations, raise_on_nonconvergence=raise_on_nonconvergence,
+      loss=loss, lr=lr, gamma0=gamma0,
+      hint="lower lr or damping, raise max_iterations, or use method='march'")
   # Control variate on the reported kernels: exact t=0 kernels.
   phi_two = out["phi"] + (np.asarray(phi0[:p, :p]) - out["phi0_mc"])
   g_two = out["g"] + (np.asarray(g0[:p, :p]) - out["g0_mc"])
   ntk = out["ntk"]
   f_test = test_loss = ntk_tt = None
-  if xt is not None:
+  if prob.x_test is not None:
     f_test = f[:, p:]
     ntk_tt = ntk[:, p:, :]
-    if yt is not None:
-      test_loss = 0.5 * np.mean((f_test - np.asarray(yt)[None]) ** 2, axis=1)
+    if prob.y_test is not None:
+      test_loss = core.losses(f_test, prob.y_test)
   return results.DMFTResult(
       loss=loss, f_train=f[:, :p], f_test=f_test, test_loss=test_loss,
       ntk=ntk[:, :p, :], ntk_test_train=ntk_tt,
@@ -340,3 +255,26 @@ def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
                 lr=lr, steps=steps, n_samples=2 * ((n_samples + 1) // 2),
                 damping=damping, tol=tol, W_std=w_std,
                 readout_std=readout_std, dtype=str(np.dtype(dtype))))
+
+
+def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
+                    steps=100, n_samples=4096, seed=0, X_test=None,
+                    y_test=None, W_std=1.0, readout_std=1.0, damping=1.0,
+                    tol=None, max_iterations=None, kernel_times=None,
+                    raise_on_nonconvergence=True,
+                    method="march") -> results.DMFTResult:
+  """`dmft.solve` of the two-layer mup network these arguments describe.
+
+  ``serial(Dense(N, W_std), activation, Dense(1, readout_std))`` under ``mup(gamma0)``;
+  the other arguments are `dmft.solve`'s. Bordelon and Pehlevan (2022), Eqs. (5)-(7)
+  in discrete time for L = 1.
+  """
+  from dmft import solver as solve_lib  # pylint: disable=g-import-not-at-top
+  gamma0 = val.positive_float(gamma0, "gamma0")
+  net = network.build(1, depth=1, activation=activation, gamma0=gamma0,
+                      input_std=val.positive_float(W_std, "W_std"),
+                      readout_std=val.positive_float(readout_std, "readout_std"))
+  return solve_lib.solve(net, X, y, lr=lr, steps=steps, n_samples=n_samples, seed=seed,
+                         X_test=X_test, y_test=y_test, damping=damping, tol=tol,
+                         max_iterations=max_iterations, kernel_times=kernel_times,
+                         raise_on_nonconvergence=raise_on_nonconvergence, method=method)

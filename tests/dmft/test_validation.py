@@ -7,14 +7,6 @@ import dmft
 from dmft import data
 
 
-def test_power_law_fit_recovers_exponent():
-  n = np.array([128, 256, 512, 1024])
-  slope, c, se = dmft.fit_power_law(n, 3.0 * n ** -0.75)
-  assert abs(slope + 0.75) < 1e-9 and abs(c - 3.0) < 1e-9 and se < 1e-9
-  with pytest.raises(ValueError):
-    dmft.fit_power_law([1, 2], [0.0, 1.0])
-
-
 def test_ensemble_runs_through_flax_and_matches_at_init():
   x, y, _, _ = data.synthetic(n_train=6, n_test=2, dim=4, seed=0)
   ens = dmft.train_ensemble(x, y, width=64, n_seeds=4, steps=3, lr=0.5)
