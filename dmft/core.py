@@ -23,7 +23,7 @@ import numpy as np
 
 from dmft import errors
 from dmft import lazy
-from dmft import validation as val
+from kernels import validation as val
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ def time_index(steps: int, kernel_times: Optional[int]) -> tuple:
   """``kernel_times`` (default min(steps + 1, 11)) evenly spaced steps in [0, steps]."""
   if kernel_times is None:
     kernel_times = min(steps + 1, 11)
-  k = val.positive_int(kernel_times, "kernel_times")
+  k = val.check_int(kernel_times, "kernel_times", minimum=1)
   idx = np.unique(np.round(np.linspace(0, steps, min(k, steps + 1))).astype(np.int64))
   return tuple(int(i) for i in idx)
 

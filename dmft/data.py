@@ -1,7 +1,7 @@
 """Synthetic regression tasks with known structure for DMFT experiments."""
 import numpy as np
 
-from dmft import validation as val
+from kernels import validation as val
 
 
 def synthetic(n_train=12, n_test=8, dim=6, seed=0, target="sign"):
@@ -17,9 +17,9 @@ def synthetic(n_train=12, n_test=8, dim=6, seed=0, target="sign"):
   Returns:
     (X_train, y_train, X_test, y_test) as float32 numpy arrays.
   """
-  n_train = val.positive_int(n_train, "n_train")
-  n_test = val.positive_int(n_test, "n_test", minimum=0)
-  dim = val.positive_int(dim, "dim", minimum=3)
+  n_train = val.check_int(n_train, "n_train", minimum=1)
+  n_test = val.check_int(n_test, "n_test", minimum=0)
+  dim = val.check_int(dim, "dim", minimum=3)
   rng = np.random.default_rng(seed)
   x = rng.standard_normal((n_train + n_test, dim))
   x *= np.sqrt(dim) / np.linalg.norm(x, axis=1, keepdims=True)

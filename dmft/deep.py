@@ -45,7 +45,7 @@ from dmft import gaussian
 from dmft import lazy
 from dmft import network
 from dmft import results
-from dmft import validation as val
+from kernels import validation as val
 
 
 # Default stopping tolerance of sampled solves, relative to n_samples^-1/2.
@@ -457,8 +457,8 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
     raise ValueError(f"exact_linear requires a linear network, got activation {act.name}")
   depth, gamma0, residual = arch.depth, arch.gamma0, arch.residual
   x_all, p, yy, dtype = prob.x_all, prob.n_train, prob.y, prob.dtype
-  n_samples = val.positive_int(n_samples, "n_samples", minimum=2)
-  damping = val.unit_interval(damping, "damping")
+  n_samples = val.check_int(n_samples, "n_samples", minimum=2)
+  damping = val.check_unit_interval(damping, "damping")
   if tol is None:
     tol = 1e-7 if dtype == jnp.float64 else 1e-4
     if not exact_linear and not act.is_linear:
@@ -468,9 +468,9 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
       # whenever a sample crosses a kink, so changes far below the sampling error can
       # neither be resolved nor always be reached: stop once they are 5x below it.
       tol = max(tol, MC_TOL_FACTOR / math.sqrt(n_samples))
-  tol = val.positive_float(tol, "tol")
-  max_iterations = val.positive_int(max_iterations, "max_iterations")
-  n_response = val.positive_int(n_response, "n_response")
+  tol = val.check_positive_number(tol, "tol")
+  max_iterations = val.check_int(max_iterations, "max_iterations", minimum=1)
+  n_response = val.check_int(n_response, "n_response", minimum=1)
   key = val.seed_key(seed)
   w_std, input_std, readout_std = arch.W_std, arch.input_std, arch.readout_std
   beta = arch.branch_multiplier
@@ -556,8 +556,8 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
     and exact_linear do not apply).
   """
   from dmft import solver as solve_lib  # pylint: disable=g-import-not-at-top
-  depth = val.positive_int(depth, "depth")
-  gamma0 = val.positive_float(gamma0, "gamma0")
+  depth = val.check_int(depth, "depth", minimum=1)
+  gamma0 = val.check_positive_number(gamma0, "gamma0")
   act = act_lib.get(activation)
   if exact_linear and not act.is_linear:
     raise ValueError(f"exact_linear requires activation='linear', got {act.name}")
@@ -566,15 +566,15 @@ def solve_deep(X, y, *, depth, activation="relu", gamma0=1.0, lr=1.0,
                      f"least one block), got depth={depth}")
   exponent = 0.5
   if residual and branch_multiplier is not None:
-    beta = val.positive_float(branch_multiplier, "branch_multiplier")
+    beta = val.check_positive_number(branch_multiplier, "branch_multiplier")
     exponent = 0.0 if depth == 2 else -math.log(beta) / math.log(depth - 1)
     if depth == 2 and beta != 1.0:
       raise ValueError("with one residual block the branch multiplier is 1 for every "
                        f"depth exponent, got branch_multiplier={beta}")
   net = network.build(1, depth=depth, activation=act.layer, gamma0=gamma0,
-                      W_std=val.positive_float(W_std, "W_std"),
-                      input_std=val.positive_float(input_std, "input_std"),
-                      readout_std=val.positive_float(readout_std, "readout_std"),
+                      W_std=val.check_positive_number(W_std, "W_std"),
+                      input_std=val.check_positive_number(input_std, "input_std"),
+                      readout_std=val.check_positive_number(readout_std, "readout_std"),
                       residual=bool(residual), branch_exponent=exponent)
   options = dict(seed=seed, n_samples=n_samples, damping=damping, tol=tol,
                  max_iterations=max_iterations, kernel_times=kernel_times,

@@ -16,7 +16,7 @@ import numpy as np
 
 from dmft import activations
 from dmft import network
-from dmft import validation as val
+from kernels import validation as val
 from kernels import empirical
 from kernels import flax_module
 from kernels import optim
@@ -114,9 +114,9 @@ def train_ensemble(net, X, y=None, *, width=None, n_seeds=8, seed=0, steps=50,
   x = val.as_inputs(X, "X")
   p_train = x.shape[0]
   yy = val.as_targets(y, p_train, "y")
-  n_seeds = val.positive_int(n_seeds, "n_seeds")
-  steps = val.positive_int(steps, "steps")
-  lr = val.positive_float(lr, "lr")
+  n_seeds = val.check_int(n_seeds, "n_seeds", minimum=1)
+  steps = val.check_int(steps, "steps", minimum=1)
+  lr = val.check_positive_number(lr, "lr")
   if antithetic and n_seeds % 2:
     raise ValueError(f"n_seeds must be even with antithetic=True, got "
                      f"{n_seeds}")
@@ -268,9 +268,9 @@ def train_split_pairs(net, X, y=None, *, width=None, n_pairs=8, seed=0, steps=50
   width = arch.width
   x = val.as_inputs(X, "X")
   yy = val.as_targets(y, x.shape[0], "y")
-  n_pairs = val.positive_int(n_pairs, "n_pairs")
-  steps = val.positive_int(steps, "steps")
-  lr = val.positive_float(lr, "lr")
+  n_pairs = val.check_int(n_pairs, "n_pairs", minimum=1)
+  steps = val.check_int(steps, "steps", minimum=1)
+  lr = val.check_positive_number(lr, "lr")
   if arch.kind != "two_layer":
     raise ValueError("train_split_pairs needs two-layer networks (one hidden layer, "
                      f"no residual blocks), got a {arch.kind} network of depth {arch.depth}.")

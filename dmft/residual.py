@@ -6,7 +6,7 @@ import numpy as np
 
 from dmft import network
 from dmft import results
-from dmft import validation as val
+from kernels import validation as val
 from kernels import slopes
 
 
@@ -31,13 +31,13 @@ def solve_residual(X, y, *, n_blocks, activation="relu", gamma0=1.0, lr=1.0,
     A `DMFTResult` with n_blocks + 1 layers of kernels.
   """
   from dmft import solver as solve_lib  # pylint: disable=g-import-not-at-top
-  n_blocks = val.positive_int(n_blocks, "n_blocks")
-  branch_exponent = val.positive_float(branch_exponent, "branch_exponent",
+  n_blocks = val.check_int(n_blocks, "n_blocks", minimum=1)
+  branch_exponent = val.check_positive_number(branch_exponent, "branch_exponent",
                                        allow_zero=True)
-  shape = {k: val.positive_float(kwargs.pop(k), k)
+  shape = {k: val.check_positive_number(kwargs.pop(k), k)
            for k in ("W_std", "input_std", "readout_std") if k in kwargs}
   net = network.build(1, depth=n_blocks + 1, activation=activation,
-                      gamma0=val.positive_float(gamma0, "gamma0"), residual=True,
+                      gamma0=val.check_positive_number(gamma0, "gamma0"), residual=True,
                       branch_exponent=branch_exponent, **shape)
   return solve_lib.solve(net, X, y, lr=lr, steps=steps, n_samples=n_samples, seed=seed,
                          **kwargs)

@@ -14,7 +14,7 @@ from dmft import deep
 from dmft import network
 from dmft import results
 from dmft import two_layer
-from dmft import validation as val
+from kernels import validation as val
 
 _FIELDS = {"two_layer": two_layer.solve_fields, "deep": deep.solve_fields,
            "residual": deep.solve_fields}
@@ -68,8 +68,8 @@ def solve(net, X, y, *, lr: float = 1.0, steps: int = 100, X_test=None, y_test=N
   if unknown:
     raise ValueError(f"dmft.solve: option(s) {unknown} are not taken by the {arch.kind} "
                      f"solver; it takes {sorted(allowed)}.")
-  lr = val.positive_float(lr, "lr")
-  steps = val.positive_int(steps, "steps")
+  lr = val.check_positive_number(lr, "lr")
+  steps = val.check_int(steps, "steps", minimum=1)
   prob = core.prepare(X, y, X_test, y_test)
   res = fields(arch, prob, net, lr=lr, steps=steps, **options)
   res.info["architecture"] = dict(

@@ -29,7 +29,7 @@ from dmft import core
 from dmft import lazy
 from dmft import network
 from dmft import results
-from dmft import validation as val
+from kernels import validation as val
 
 
 def initial_kernels(activation, x_all, w_std=1.0, readout_std=1.0):
@@ -201,15 +201,15 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=4096, damping=
   """
   act = act_lib.get(arch.activation if arch.activation is not None else "linear")
   x_all, p, yy = prob.x_all, prob.n_train, prob.y
-  n_samples = val.positive_int(n_samples, "n_samples", minimum=2)
-  damping = val.unit_interval(damping, "damping")
+  n_samples = val.check_int(n_samples, "n_samples", minimum=2)
+  damping = val.check_unit_interval(damping, "damping")
   dtype = prob.dtype
   if tol is None:
     tol = 1e-9 if dtype == jnp.float64 else 1e-5
-  tol = val.positive_float(tol, "tol")
+  tol = val.check_positive_number(tol, "tol")
   if max_iterations is None:
     max_iterations = steps + 10
-  max_iterations = val.positive_int(max_iterations, "max_iterations")
+  max_iterations = val.check_int(max_iterations, "max_iterations", minimum=1)
   key = val.seed_key(seed)
   t_index = core.time_index(steps, kernel_times)
   if method not in ("march", "iterate"):
@@ -270,10 +270,10 @@ def solve_two_layer(X, y, *, activation="relu", gamma0=1.0, lr=1.0,
   in discrete time for L = 1.
   """
   from dmft import solver as solve_lib  # pylint: disable=g-import-not-at-top
-  gamma0 = val.positive_float(gamma0, "gamma0")
+  gamma0 = val.check_positive_number(gamma0, "gamma0")
   net = network.build(1, depth=1, activation=activation, gamma0=gamma0,
-                      input_std=val.positive_float(W_std, "W_std"),
-                      readout_std=val.positive_float(readout_std, "readout_std"))
+                      input_std=val.check_positive_number(W_std, "W_std"),
+                      readout_std=val.check_positive_number(readout_std, "readout_std"))
   return solve_lib.solve(net, X, y, lr=lr, steps=steps, n_samples=n_samples, seed=seed,
                          X_test=X_test, y_test=y_test, damping=damping, tol=tol,
                          max_iterations=max_iterations, kernel_times=kernel_times,

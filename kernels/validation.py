@@ -1,6 +1,6 @@
 """Checks at public boundaries: a bad input gets an error that names it.
 
-The one validation module of kernels/ and scaling/. Shape, rank, dtype and
+The one validation module of kernels/, dmft/ and scaling/. Shape, rank, dtype and
 finiteness are asserted with chex; its AssertionError becomes a ValueError
 (TypeError for a dtype) whose message names the argument, so callers catch
 the same errors whichever check fails.
@@ -216,14 +216,63 @@ def check_int(value, name: str, *, minimum: int = 0) -> int:
   return int(value)
 
 
-def check_positive_number(value, name: str) -> float:
-  """Returns ``value`` as a float, checking it is a positive finite number."""
+def check_positive_number(value, name: str, allow_zero: bool = False) -> float:
+  """Returns ``value`` as a float, checking it is a positive (or, with ``allow_zero``,
+  non-negative) finite number."""
   if isinstance(value, (bool, np.bool_)) or not isinstance(
       value, (int, float, np.integer, np.floating)):
     raise TypeError(f"`{name}` must be a number, got {type(value).__name__}.")
-  if not (np.isfinite(value) and value > 0):
-    raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
+  if not (np.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+    kind = "non-negative" if allow_zero else "positive"
+    raise ValueError(f"`{name}` must be a {kind} finite number, got {value!r}.")
   return float(value)
+
+
+def check_unit_interval(value, name: str) -> float:
+  """Returns ``value`` as a float in (0, 1], or raises naming ``name``."""
+  value = check_positive_number(value, name)
+  if value > 1:
+    raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
+  return value
+
+
+def as_inputs(x, name: str = "X") -> jax.Array:
+  """A (points, features) array of the default float type, finite, at least 1 x 1."""
+  if isinstance(x, (str, bytes)) or x is None:
+    raise TypeError(f"{name} must be an array of shape (points, features), got "
+                    f"{type(x).__name__}.")
+  arr = as_float_array(x, name)
+  assert_rank(arr, 2, name, f"{name} must have shape (points, features), got shape "
+              f"{arr.shape}.")
+  if arr.shape[0] < 1 or arr.shape[1] < 1:
+    raise ValueError(f"{name} must have at least one point and one feature, got shape "
+                     f"{arr.shape}.")
+  arr = arr.astype(default_float())
+  assert_finite(arr, name)
+  return arr
+
+
+def as_targets(y, n_points: int, name: str = "y") -> jax.Array:
+  """One output per point: shape (n,) (or (n, 1), flattened), finite, default float type."""
+  if isinstance(y, (str, bytes)) or y is None:
+    raise TypeError(f"{name} must be an array of length {n_points}.")
+  arr = as_float_array(y, name)
+  if arr.ndim == 2 and arr.shape[1] == 1:
+    arr = arr[:, 0]
+  assert_shape(arr, (n_points,), name, f"{name} must have shape ({n_points},) or "
+               f"({n_points}, 1) to match the inputs, got shape {np.shape(y)}.")
+  arr = arr.astype(default_float())
+  assert_finite(arr, name)
+  return arr
+
+
+def seed_key(seed, name: str = "seed") -> jax.Array:
+  """A PRNG key from an int seed (or a key passed through)."""
+  if isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, bool):
+    return jax.random.PRNGKey(int(seed))
+  if isinstance(seed, jax.Array):
+    return seed
+  raise TypeError(f"{name} must be an int or a jax PRNG key, got {type(seed).__name__}.")
 
 
 def check_fit_options(*, delta, bootstrap, confidence, max_iter) -> None:
