@@ -21,6 +21,7 @@ import tqdm
 
 from kernels import runs as io
 from lm import scales as scales_lib
+from lm import sweep
 from lm import train
 
 
@@ -73,8 +74,7 @@ def run(cfg, out):
     c = cfg.train.copy_and_resolve_references()
     c.model.width = w
     train.validate(c)
-  rd = io.RunDir(out)
-  rd.write_json("config.json", cfg.to_dict())
+  rd = sweep.open_run(out, cfg)
   done = {r["key"]: r for r in rd.records()}
   results = {}
   jobs = [(p, w) for p in cfg.parameterizations for w in widths]

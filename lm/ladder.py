@@ -50,8 +50,7 @@ def run(cfg, out):
   if cfg.train.data.kind != "markov":
     raise ValueError("config.train.data.kind must be 'markov' (a language with a known "
                      "entropy rate).")
-  rd = io.RunDir(out)
-  rd.write_json("config.json", cfg.to_dict())
+  rd = sweep.open_run(out, cfg)
   jobs = {}
   for w, d in sizes:
     c, n, per_step = size_config(cfg, w, d)

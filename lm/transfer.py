@@ -73,8 +73,7 @@ def run(cfg, out):
     raise ValueError(f"config.sizes needs at least two {cfg.axis}s, got {list(cfg.sizes)}.")
   if cfg.lr_max_exp <= cfg.lr_min_exp:
     raise ValueError("config.lr_max_exp must exceed config.lr_min_exp.")
-  rd = io.RunDir(out)
-  rd.write_json("config.json", cfg.to_dict())
+  rd = sweep.open_run(out, cfg)
   records = sweep.run_jobs(jobs(cfg), rd, desc=f"lm.transfer ({cfg.axis})")
   report = analyse(cfg, records)
   rd.append(dict(key="report", **report))

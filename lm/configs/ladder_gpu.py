@@ -1,4 +1,4 @@
-"""Accelerator size: eight muP sizes (0.2M-25M parameters) on an order-2 Markov language, D = 20 N."""
+"""Accelerator size: eight muP sizes (0.04M-14M parameters) on an order-2 Markov language, D = 20 N."""
 from lm.configs import ladder
 
 

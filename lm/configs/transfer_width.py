@@ -1,4 +1,4 @@
-"""Learning-rate transfer in width on CPU (minutes): widths 32..256, SP against muP."""
+"""Learning-rate transfer in width on CPU (minutes): widths 32..128, SP against muP."""
 import ml_collections
 
 from lm import train
@@ -11,13 +11,13 @@ def get_config():
   c.train.model.update(depth=2, n_heads=4, seq_len=16, zero_readout=True)
   c.train.data.update(vocab_size=64, order=1)
   c.train.batch_size = 16
-  c.train.steps = 80
+  c.train.steps = 60
   c.train.eval_every = 20
   c.train.divergence_factor = 2.0
   c.parameterizations = ("sp", "mup")
-  c.sizes = (32, 64, 128, 256)
+  c.sizes = (32, 64, 128)
   c.lr_base = 1e-2
-  c.lr_min_exp = -4
+  c.lr_min_exp = -3
   c.lr_max_exp = 3
   c.seeds = 2
   return c
