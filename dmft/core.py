@@ -132,8 +132,18 @@ def losses(f, y):
 def conclude(*, what: str, residual: float, tol: float, n_iterations: int,
              max_iterations: int, raise_on_nonconvergence: bool, loss, lr: float,
              gamma0: float, hint: str, check_divergence: bool = True) -> bool:
-  """Whether the solve converged; raises `NonConvergenceError` or `DivergenceError`."""
-  converged = bool(np.isfinite(residual) and residual <= tol)
+  """Whether the solve converged; raises `NonConvergenceError` or `DivergenceError`.
+
+  A non-finite residual (the iteration itself blew up) raises whatever
+  ``raise_on_nonconvergence`` says: its order parameters are not a result.
+  """
+  if not np.isfinite(residual):
+    raise errors.NonConvergenceError(
+        f"{what} DMFT: the fixed-point iteration diverged after {n_iterations} iterations "
+        f"(non-finite order parameters) although lazy gradient descent at lr={lr} is "
+        f"stable: the iterates overshoot the feature-learning dynamics at gamma0={gamma0}; "
+        "lower lr, gamma0 or steps, or lower damping", residual, n_iterations)
+  converged = bool(residual <= tol)
   if check_divergence and converged:
     lazy.check_finite(loss, lr, gamma0)
   if not converged and raise_on_nonconvergence:

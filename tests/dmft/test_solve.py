@@ -88,6 +88,15 @@ def test_networks_outside_the_dmft_are_refused_with_what_is_supported(task, net,
   print(err.value)
 
 
+@pytest.mark.slow
+def test_an_iteration_that_blows_up_is_an_error_not_a_result():
+  """(A finite width-512 network trains on this task at lr = 1: loss 0.5 -> 5e-4.)"""
+  x, y, _, _ = data.synthetic(n_train=10, n_test=5, dim=5, seed=1)
+  net = network.build(512, depth=2, activation="relu", gamma0=1.0)
+  with pytest.raises(dmft.NonConvergenceError, match="diverged after"):
+    dmft.solve(net, x, y, lr=1.0, steps=20, n_samples=512, raise_on_nonconvergence=False)
+
+
 def test_unknown_option_is_named(task):
   x, y, _, _ = task
   with pytest.raises(ValueError, match="n_response"):
