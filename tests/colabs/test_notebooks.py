@@ -9,7 +9,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "colabs").glob("*.ipynb"))
-SMOKE_BUDGET_S = 420  # one notebook at smoke size; about 60-150 s on 2 cores shared with other jobs
+SMOKE_BUDGET_S = 420  # one notebook at smoke size: 60-350 s measured on 2 cores shared with other jobs
 
 
 def test_five_numbered_notebooks():
