@@ -27,7 +27,9 @@ def test_batched_equals_direct(batch_size):
 
 def test_batch_arguments():
   net = stax.serial(stax.Dense(4), stax.Relu(), stax.Dense(1))
-  with pytest.raises(ValueError, match="multiple of the device count"):
-    sharding.batch(net.kernel_fn, 3)
+  x = np.random.RandomState(1).randn(7, 3).astype(np.float32)
+  # A batch size that is no multiple of the device count is rounded up, the inputs padded.
+  np.testing.assert_allclose(sharding.batch(net.kernel_fn, 3)(x, None, "ntk"),
+                             net.kernel_fn(x, None, "ntk"), rtol=1e-6, atol=1e-6)
   with pytest.raises(TypeError, match="kernel_fn"):
-    sharding.batch(lambda x: x, 4)
+    sharding.batch(42, 4)

@@ -1,0 +1,135 @@
+"""kernels.batch: tiles equal the direct kernel; memmap output resumes; 4 devices; 2 processes."""
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from kernels import batch, stax
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WORKER = pathlib.Path(__file__).with_name("batch_worker.py")
+
+
+def _net():
+  return stax.serial(stax.Dense(32, 1.4, 0.1), stax.Relu(), stax.Dense(32, 1.3, 0.05),
+                     stax.Erf(), stax.Dense(1))
+
+
+def _inputs():
+  rng = np.random.RandomState(0)
+  return rng.randn(21, 6).astype(np.float32), rng.randn(13, 6).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch_size, store_on_device", [(0, True), (7, True), (7, False)])
+def test_tiles_equal_the_direct_kernel(batch_size, store_on_device):
+  net, (x1, x2) = _net(), _inputs()
+  fn = batch(net.kernel_fn, batch_size, store_on_device=store_on_device)
+  for a, b in ((x1, x2), (x1, None)):
+    ref = net.kernel_fn(a, b, ("nngp", "ntk"))
+    got = fn(a, b, ("nngp", "ntk"))
+    for g in ("nngp", "ntk"):
+      out = getattr(got, g)
+      assert isinstance(out, jax.Array if store_on_device else np.ndarray)
+      np.testing.assert_allclose(out, getattr(ref, g), rtol=1e-6, atol=1e-6)
+    if b is None:  # upper tiles and their transposes: exactly symmetric
+      np.testing.assert_array_equal(np.asarray(got.ntk), np.asarray(got.ntk).T)
+  assert fn(x1, x2, "nngp").shape == (21, 13)
+  assert fn(x1, x2).ntk.shape == (21, 13)
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_memmap_output_resumes_without_recomputing(tmp_path):
+  net, (x1, _) = _net(), _inputs()
+  calls = []
+
+  def counting(limit):
+    def kernel_fn(a, b=None, get=None):
+      if len(calls) >= limit:
+        raise _Interrupt()
+      calls.append(1)
+      return net.kernel_fn(a, b, get)
+    return kernel_fn
+
+  # 21 points in tiles of 4: 6 x 6 tiles, 21 on or above the diagonal.
+  with pytest.raises(_Interrupt):
+    batch(counting(12), 4, memmap_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+  done = np.load(tmp_path / "tiles_done.npy")
+  assert done.size == 21 and 0 < done.sum() <= 12
+  first = len(calls)
+  out = batch(counting(10 ** 6), 4, memmap_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+  assert len(calls) - first == 21 - done.sum()  # only the unfinished tiles
+  assert isinstance(out.ntk, np.memmap)
+  ref = net.kernel_fn(x1, None, ("nngp", "ntk"))
+  np.testing.assert_allclose(out.nngp, ref.nngp, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(out.ntk, ref.ntk, rtol=1e-6, atol=1e-6)
+  again = len(calls)
+  batch(counting(10 ** 6), 4, memmap_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+  assert len(calls) == again  # finished: nothing recomputed
+  with pytest.raises(ValueError, match="memmap_dir"):
+    batch(net.kernel_fn, 4, memmap_dir=tmp_path)(x1[:20], None, ("nngp", "ntk"))
+
+
+def test_bad_arguments():
+  net = _net()
+  with pytest.raises(TypeError, match="kernel_fn"):
+    batch(42, 4)
+  with pytest.raises(ValueError, match="batch_size"):
+    batch(net.kernel_fn, -1)
+  with pytest.raises(ValueError, match="device_count"):
+    batch(net.kernel_fn, 4, device_count=1000)
+  fn = batch(net.kernel_fn, 4)
+  with pytest.raises(ValueError, match="x2"):
+    fn(np.ones((3, 4)), np.ones((3, 5)))
+  with pytest.raises(ValueError, match="get"):
+    fn(np.ones((3, 4)), None, "bogus")
+
+
+def _run(args, env_extra, timeout=300):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(env_extra, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+  return subprocess.Popen([sys.executable, str(WORKER), *args], env=env, cwd=str(ROOT),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_four_simulated_devices(tmp_path):
+  out = tmp_path / "devices.json"
+  p = _run(["devices", str(out)], {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  log, _ = p.communicate(timeout=300)
+  assert p.returncode == 0, log[-3000:]
+  res = json.loads(out.read_text())
+  assert res["device_count"] == 4 and res["tile_devices"] == 4
+  assert all(res["symmetric"])
+  for bs, diffs in res["diffs"].items():
+    assert max(diffs) <= 1e-6 * res["ref_scale"], (bs, diffs)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_compute_one_kernel(tmp_path):
+  """jax.distributed with a local coordinator: 2 processes x 2 CPU devices, tiles dealt out."""
+  port = str(_free_port())
+  outs = [tmp_path / f"p{i}.json" for i in range(2)]
+  procs = [_run(["distributed", str(outs[i]), str(i), port, str(tmp_path / "memmap")],
+                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) for i in range(2)]
+  logs = [p.communicate(timeout=300)[0] for p in procs]
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log[-3000:]
+  for i, path in enumerate(outs):
+    res = json.loads(path.read_text())
+    assert res["process_count"] == 2 and res["process_index"] == i
+    assert res["global_devices"] == 4 and res["local_devices"] == 2
+    assert max(res["disk"]) <= 1e-6 * res["ref_scale"], res
+    assert res["memory"] <= 1e-6 * res["ref_scale"], res
