@@ -64,17 +64,30 @@ def verdict(results: dict, parameterization: str, widths, tol: float, steps=(1, 
   return worst <= tol, worst, ratios
 
 
-def run(cfg, out):
+def check(cfg):
+  """Raises ValueError naming the first bad config field (before any work)."""
   widths = list(cfg.widths)
   if len(widths) < 2 or any(not isinstance(w, int) or w < 1 for w in widths):
     raise ValueError(f"config.widths must be at least two positive integers, got {widths}.")
-  if cfg.steps < 3:
-    raise ValueError(f"config.steps must be >= 3 (the criterion reads steps 1-3), got {cfg.steps}.")
-  for w in widths:  # model checks (heads dividing width...) before any work
+  if not isinstance(cfg.steps, int) or cfg.steps < 3:
+    raise ValueError(f"config.steps must be an integer >= 3 (the criterion reads steps 1-3), "
+                     f"got {cfg.steps!r}.")
+  if not isinstance(cfg.seeds, int) or cfg.seeds < 1:
+    raise ValueError(f"config.seeds must be a positive integer, got {cfg.seeds!r}.")
+  if not cfg.tol > 1:
+    raise ValueError(f"config.tol must be > 1, got {cfg.tol!r}.")
+  for p in cfg.parameterizations:
     c = cfg.train.copy_and_resolve_references()
-    c.model.width = w
-    train.validate(c)
-  rd = sweep.open_run(out, cfg)
+    c.model.parameterization = p
+    for w in widths:  # model checks (heads dividing width...) before any work
+      c.model.width = w
+      train.validate(c)
+
+
+def run(cfg, out):
+  check(cfg)
+  widths = list(cfg.widths)
+  rd = sweep.open_run(out, cfg, extendable=("widths",))
   done = {r["key"]: r for r in rd.records()}
   results = {}
   jobs = [(p, w) for p in cfg.parameterizations for w in widths]
@@ -131,4 +144,4 @@ def _plot(results, cfg, widths, path):
 
 if __name__ == "__main__":
   from lm import program  # pylint: disable=g-import-not-at-top
-  program.run("lm.coord_check", "coord_check.py", "runs/lm_coord_check", run)
+  program.main("lm.coord_check", "coord_check.py", "lm_coord_check", check, run, ("widths",))

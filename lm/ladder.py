@@ -43,14 +43,26 @@ def size_config(cfg, width: int, depth: int):
   return c, n, per_step
 
 
-def run(cfg, out):
+def check(cfg):
+  """Raises ValueError naming the first bad config field (before any work)."""
   sizes = [tuple(s) for s in cfg.sizes]
-  if len(sizes) < 6:
-    raise ValueError(f"config.sizes needs at least six (width, depth) pairs, got {len(sizes)}.")
+  if len(sizes) < 6 or any(len(s) != 2 for s in sizes):
+    raise ValueError(f"config.sizes needs at least six (width, depth) pairs, got {sizes}.")
   if cfg.train.data.kind != "markov":
     raise ValueError("config.train.data.kind must be 'markov' (a language with a known "
                      "entropy rate).")
-  rd = sweep.open_run(out, cfg)
+  if not cfg.tokens_per_param > 0:
+    raise ValueError(f"config.tokens_per_param must be positive, got {cfg.tokens_per_param!r}.")
+  if not isinstance(cfg.evals_per_run, int) or cfg.evals_per_run < 2:
+    raise ValueError(f"config.evals_per_run must be an integer >= 2, got {cfg.evals_per_run!r}.")
+  for w, d in sizes:
+    size_config(cfg, w, d)
+
+
+def run(cfg, out):
+  check(cfg)
+  sizes = [tuple(s) for s in cfg.sizes]
+  rd = sweep.open_run(out, cfg, extendable=("sizes",))
   jobs = {}
   for w, d in sizes:
     c, n, per_step = size_config(cfg, w, d)
@@ -127,4 +139,4 @@ def _plot(N, final, pl, h, nn, dd, ll, ch, path):
 
 if __name__ == "__main__":
   from lm import program  # pylint: disable=g-import-not-at-top
-  program.run("lm.ladder", "ladder.py", "runs/lm_ladder", run)
+  program.main("lm.ladder", "ladder.py", "lm_ladder", check, run, ("sizes",))

@@ -74,19 +74,15 @@ def train_grid(cfg, lrs: Sequence[float], seeds: Sequence[int], *, device=None) 
               diverged=bad.reshape(shape))
 
 
-def open_run(out, cfg) -> io.RunDir:
+def open_run(out, cfg, extendable=()) -> io.RunDir:
   """The run folder of `cfg`; a folder holding another config's results is refused
-  (its finished records would otherwise be skipped as if they were this config's)."""
-  import json  # pylint: disable=g-import-not-at-top
+  (`kernels.runs.check_resumable`: its finished records would otherwise be skipped
+  as if they were this config's). Fields in `extendable` may grow."""
+  from kernels import program  # pylint: disable=g-import-not-at-top
+  d = program.config_dict(cfg)
+  io.check_resumable(out, d, extendable)
   rd = io.RunDir(out)
-  path = rd.path / "config.json"
-  want = json.loads(json.dumps(cfg.to_dict(), sort_keys=True, default=str))
-  if path.exists() and rd.records():
-    have = json.loads(path.read_text())
-    if have != want:
-      raise ValueError(f"{out!r} holds results of a different config; choose another --out "
-                       "or remove it.")
-  rd.write_json("config.json", cfg.to_dict())
+  rd.start(d)
   return rd
 
 

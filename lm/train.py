@@ -18,9 +18,6 @@ import sys
 import time
 from typing import Any, Optional
 
-from absl import app
-from absl import flags
-from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -31,6 +28,7 @@ import optax
 import tqdm
 
 from kernels import cli
+from kernels import program
 from kernels import runs as io
 from lm import data as data_lib
 from lm import optim as optim_lib
@@ -274,7 +272,7 @@ def train(cfg, out: Optional[str] = None, *, devices=None, progress: bool = True
   mngr = ocp = None
   if out is not None:
     run = io.RunDir(out)
-    run.write_json("config.json", cfg.to_dict())
+    run.start(program.config_dict(cfg))
     ocp, mngr = _checkpointer(os.path.join(out, "checkpoints"))
     last = mngr.latest_step()
     if last is not None:
@@ -363,18 +361,8 @@ def _write_outputs(out, cfg, tr, records):
   io.write_text(os.path.join(out, "summary.md"), "\n".join(lines) + "\n")
 
 
-def main(argv):
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  if len(argv) > 1:
-    cli.fail("lm.train", f"unexpected arguments {argv[1:]}")
-  cfg = flags.FLAGS.config
-  out = flags.FLAGS.out
-  try:
-    validate(cfg)
-    if os.path.exists(out) and not os.path.isdir(out):
-      raise ValueError(f"--out must be a folder, but {out!r} is a file")
-  except ValueError as e:
-    cli.fail("lm.train", e)
+def run_program(cfg, out):
+  """The body of `python -m lm.train` (after `validate` passed)."""
   try:
     records = train(cfg, out)
   except Diverged as e:
@@ -386,10 +374,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file("config", None, "ml_collections config file, e.g. "
-                                  "lm/configs/markov_tiny.py (fields overridable: "
-                                  "--config.lr=0.01).")
-  flags.DEFINE_string("out", "runs/lm_train", "Output folder.")
-  flags.mark_flag_as_required("config")
-  app.run(main, flags_parser=cli.flags_parser("lm.train"))
+  from lm import program as lm_program  # pylint: disable=g-import-not-at-top
+  lm_program.main("lm.train", "markov_tiny.py", "lm_train", validate, run_program)

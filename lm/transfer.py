@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 
-from absl import flags
 import numpy as np
 
 from kernels import runs as io
@@ -66,14 +65,23 @@ def analyse(cfg, records) -> dict:
   return report
 
 
-def run(cfg, out):
+def check(cfg):
+  """Raises ValueError naming the first bad config field (before any work)."""
   if cfg.axis not in AXES:
-    raise ValueError(f"--axis must be one of {AXES}, got {cfg.axis!r}.")
-  if len(cfg.sizes) < 2:
-    raise ValueError(f"config.sizes needs at least two {cfg.axis}s, got {list(cfg.sizes)}.")
+    raise ValueError(f"config.axis (--axis) must be one of {AXES}, got {cfg.axis!r}.")
+  if len(cfg.sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in cfg.sizes):
+    raise ValueError(f"config.sizes needs at least two positive {cfg.axis}s, got "
+                     f"{list(cfg.sizes)}.")
   if cfg.lr_max_exp <= cfg.lr_min_exp:
     raise ValueError("config.lr_max_exp must exceed config.lr_min_exp.")
-  rd = sweep.open_run(out, cfg)
+  if not isinstance(cfg.seeds, int) or cfg.seeds < 1:
+    raise ValueError(f"config.seeds must be a positive integer, got {cfg.seeds!r}.")
+  jobs(cfg)  # validates every size's training config
+
+
+def run(cfg, out):
+  check(cfg)
+  rd = sweep.open_run(out, cfg, extendable=("sizes",))
   records = sweep.run_jobs(jobs(cfg), rd, desc=f"lm.transfer ({cfg.axis})")
   report = analyse(cfg, records)
   rd.append(dict(key="report", **report))
@@ -119,10 +127,12 @@ def _plot(cfg, records, path):
 
 if __name__ == "__main__":
   import sys  # pylint: disable=g-import-not-at-top
+  from kernels import cli  # pylint: disable=g-import-not-at-top
   from lm import program  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_enum("axis", "width", AXES, "Sweep width (sp vs mup) or depth (mup vs depth_mup).")
+  # --axis=width|depth picks the shipped config (lm/configs/transfer_<axis>.py)
   axis = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--axis=")), "width")
   if axis not in AXES:
-    from kernels import cli  # pylint: disable=g-import-not-at-top
     cli.fail("lm.transfer", f"--axis must be one of {AXES}, got {axis!r}")
-  program.run("lm.transfer", f"transfer_{axis}.py", f"runs/lm_transfer_{axis}", run)
+  sys.argv = [a for a in sys.argv if not a.startswith("--axis=")]
+  program.main("lm.transfer", f"transfer_{axis}.py", f"lm_transfer_{axis}", check, run,
+               ("sizes",))
