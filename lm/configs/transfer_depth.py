@@ -18,6 +18,6 @@ def get_config():
   c.sizes = (2, 4, 8)
   c.lr_base = 1e-2
   c.lr_min_exp = -3
-  c.lr_max_exp = 3
+  c.lr_max_exp = 5
   c.seeds = 2
   return c

@@ -12,6 +12,6 @@ def get_config():
   c.train.eval_batches = 16
   c.sizes = (2, 4, 8, 16)
   c.lr_min_exp = -7
-  c.lr_max_exp = 3
+  c.lr_max_exp = 5
   c.seeds = 3
   return c

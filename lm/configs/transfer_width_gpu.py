@@ -13,6 +13,6 @@ def get_config():
   c.sizes = (64, 128, 256, 512, 1024)
   c.lr_base = 1e-2
   c.lr_min_exp = -7
-  c.lr_max_exp = 3
+  c.lr_max_exp = 5
   c.seeds = 3
   return c
