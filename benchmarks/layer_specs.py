@@ -19,6 +19,13 @@ def _layer(name, arg, stax, functions):
     return build(arg, stax, functions)
   if name == "parallel":
     return stax.parallel(*[build(s, stax, functions) for s in arg])
+  if name == "repeat":
+    return stax.repeat(build(arg["layer"], stax, functions), arg["n"])
   if name == "ElementwiseNumerical":
     return stax.ElementwiseNumerical(functions[arg["fn"]], deg=arg["deg"])
-  return getattr(stax, name)(**arg)
+  # JSON has no tuples; neural-tangents needs them for shapes (window_shape, axis, ...).
+  # Function-valued arguments (``*_fn``) are named in ``functions``.
+  return getattr(stax, name)(**{
+      k: tuple(v) if isinstance(v, list) else
+      (functions[v] if k.endswith("_fn") and isinstance(v, str) else v)
+      for k, v in arg.items()})

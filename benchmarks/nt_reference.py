@@ -39,7 +39,7 @@ import layer_specs  # noqa: E402  (benchmarks/layer_specs.py, beside this script
 REPLY_PREFIX = "@@reply "
 FIXTURE_SEED = 20240611
 N1, N2, D = 6, 5, 7
-_FUNCTIONS = {"tanh": jnp.tanh, "sin": jnp.sin}
+_FUNCTIONS = {"tanh": jnp.tanh, "sin": jnp.sin, "exp_decay": lambda r: jnp.exp(-r / 4)}
 
 
 # ----------------------------------------------------------------------------
@@ -106,6 +106,175 @@ def fixture_architectures():
   return archs
 
 
+def conv(out_chan, filter_shape, strides=None, padding="VALID", W_std=1.0, b_std=None,
+         parameterization="ntk", dimension_numbers=None):
+  args = dict(out_chan=out_chan, filter_shape=list(filter_shape), padding=padding, W_std=W_std,
+              b_std=b_std, parameterization=parameterization)
+  if strides is not None:
+    args["strides"] = list(strides)
+  if dimension_numbers is not None:
+    args["dimension_numbers"] = list(dimension_numbers)
+  return ["Conv", args]
+
+
+def spatial_architectures():
+  """Named networks on inputs with spatial axes: (spec, input kind, kernel_fn keywords).
+
+  Input kinds: "image" (n, 6, 5, 2), "image_nchw" (n, 2, 6, 5), "seq" (n, 7, 3),
+  "volume" (n, 4, 3, 3, 2); "vector" (n, 7) for the fully-connected uses of layers
+  added with them.
+  """
+  archs = {}
+  relu, erf, gelu = ACTIVATIONS["relu"], ACTIVATIONS["erf"], ACTIVATIONS["gelu"]
+  for p in ("ntk", "standard"):
+    archs[f"{p}_cnn_flatten"] = ([
+        conv(16, (3, 3), None, "SAME", 1.5, 0.1, p), relu,
+        conv(16, (2, 2), (2, 1), "VALID", 1.3, 0.05, p), erf,
+        ["Flatten", {}], dense(3, 1.2, 0.1, p)], "image", {})
+    archs[f"{p}_cnn_avgpool_gap"] = ([
+        conv(8, (3, 3), None, "SAME", 1.4, 0.1, p), relu,
+        ["AvgPool", {"window_shape": [2, 2], "strides": [2, 2]}],
+        conv(8, (3, 3), None, "SAME", 1.2, None, p), relu,
+        ["GlobalAvgPool", {}], dense(2, 1.0, 0.2, p)], "image", {})
+    archs[f"{p}_cnn_circular_sumpool"] = ([
+        conv(8, (3, 2), (2, 1), "CIRCULAR", 1.3, 0.1, p), gelu,
+        ["SumPool", {"window_shape": [2, 3], "strides": [1, 2], "padding": "CIRCULAR"}],
+        conv(8, (2, 2), None, "CIRCULAR", 1.1, 0.2, p), ACTIVATIONS["abrelu"],
+        ["GlobalSumPool", {}], dense(2, 0.9, None, p)], "image", {})
+    archs[f"{p}_conv1d_spatial_output"] = ([
+        conv(8, (3,), (2,), "SAME", 1.5, 0.1, p), ACTIVATIONS["leaky_relu"],
+        conv(4, (2,), None, "VALID", 1.2, 0.1, p)], "seq", {})
+    archs[f"{p}_conv3d_flatten"] = ([
+        conv(8, (2, 2, 2), None, "SAME", 1.4, 0.1, p), ACTIVATIONS["abs"],
+        conv(8, (3, 2, 1), (1, 2, 1), "VALID", 1.3, None, p), relu,
+        ["Flatten", {}], dense(2, 1.0, 0.1, p)], "volume", {})
+  archs["ntk_cnn_avgpool_same_normalize_edges"] = ([
+      conv(8, (3, 3), None, "SAME", 1.5, 0.1), relu,
+      ["AvgPool", {"window_shape": [3, 2], "strides": [2, 2], "padding": "SAME",
+                   "normalize_edges": True}],
+      conv(8, (2, 2), None, "VALID", 1.2, 0.1), relu, ["Flatten", {}], dense(2)], "image", {})
+  archs["ntk_cnn_avgpool_same"] = ([
+      conv(8, (3, 3), None, "SAME", 1.5, 0.1), erf,
+      ["AvgPool", {"window_shape": [3, 3], "strides": [1, 2], "padding": "SAME"}],
+      ["GlobalAvgPool", {}], dense(2)], "image", {})
+  archs["ntk_cnn_nchw"] = ([
+      conv(8, (3, 2), None, "SAME", 1.5, 0.1, "ntk", ("NCHW", "OIHW", "NCHW")), relu,
+      conv(8, (2, 3), (1, 2), "VALID", 1.3, 0.1, "ntk", ("NCHW", "HWIO", "NWHC")), relu,
+      ["Flatten", {}], dense(2)], "image_nchw", {})
+  archs["ntk_cnn_dense_on_channels"] = ([
+      dense(8, 1.3, 0.1), relu, conv(8, (3, 3), None, "SAME", 1.2, 0.1), gelu,
+      dense(6, 1.1, None), ACTIVATIONS["tanh_numerical"], ["GlobalAvgPool", {}],
+      dense(2)], "image", {})
+  archs["ntk_cnn_residual"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), ["FanOut", {"num": 2}],
+      ["parallel", [[relu, conv(8, (3, 3), None, "SAME", 1.4, 0.05)], [["Identity", {}]]]],
+      ["FanInSum", {}], relu, ["AvgPool", {"window_shape": [2, 2], "strides": [2, 2]}],
+      ["Flatten", {}], dense(2)], "image", {})
+  archs["ntk_cnn_layernorm"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), ["LayerNorm", {"axis": -1}], relu,
+      conv(8, (3, 3), None, "SAME", 1.2, 0.1), ["LayerNorm", {"axis": [1, 2, 3]}], erf,
+      ["GlobalAvgPool", {}], dense(2)], "image", {})
+  archs["ntk_cnn_layernorm_one_spatial_axis"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), ["LayerNorm", {"axis": [2, 3]}], relu,
+      ["Flatten", {}], dense(2)], "image", {})
+  archs["ntk_cnn_dropout"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), relu, ["Dropout", {"rate": 0.8}],
+      conv(8, (3, 3), None, "SAME", 1.2, 0.1), relu, ["GlobalAvgPool", {}],
+      dense(2)], "image", {})
+  archs["ntk_cnn_fanin_concat_prod"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), relu, ["FanOut", {"num": 3}],
+      ["parallel", [[conv(8, (3, 3), None, "SAME", 1.2)],
+                    [conv(4, (1, 1), None, "SAME", 1.5, 0.1)],
+                    [conv(8, (2, 2), None, "SAME", 1.1)]]],
+      ["FanInConcat", {}], conv(8, (2, 2), None, "SAME", 1.3, 0.1), relu, ["FanOut", {"num": 2}],
+      ["parallel", [[conv(8, (3, 3), None, "SAME", 1.0)], [conv(8, (1, 1), None, "SAME", 1.4)]]],
+      ["FanInProd", {}], ["Flatten", {}], dense(2)], "image", {})
+  archs["ntk_mlp_layernorm_dropout"] = ([
+      dense(64, 1.3, 0.1), ["LayerNorm", {}], relu, dense(64, 1.2, 0.1), relu,
+      ["Dropout", {"rate": 0.6}], dense(2, 1.0, 0.1)], "vector", {})
+  archs["ntk_mlp_fanin_concat_prod"] = ([
+      dense(64, 1.3, 0.1), erf, ["FanOut", {"num": 2}],
+      ["parallel", [[dense(32, 1.1, 0.1), relu], [dense(64, 1.4), gelu]]],
+      ["FanInConcat", {}], ["FanOut", {"num": 2}],
+      ["parallel", [[dense(16, 1.2, 0.1)], [dense(16, 0.9)]]], ["FanInProd", {}],
+      dense(2)], "vector", {})
+  archs["ntk_mlp_repeat"] = ([
+      dense(32, 1.3, 0.1), relu, ["repeat", {"layer": [dense(32, 1.4, 0.05), relu], "n": 5}],
+      dense(2, 1.0, 0.1)], "vector", {})
+  archs["ntk_cnn_repeat"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), relu,
+      ["repeat", {"layer": [conv(8, (3, 3), None, "SAME", 1.4, 0.05), relu,
+                            conv(8, (3, 3), None, "SAME", 1.2, 0.1), relu], "n": 2}],
+      ["GlobalAvgPool", {}], dense(2)], "image", {})
+  def attn(mech, linear=True, pe="NONE", val_pe=False, n_pe=None, decay=None, b_std=0.1):
+    args = dict(n_chan_out=16, n_chan_key=8, n_chan_val=8, n_heads=2, linear_scaling=linear,
+                W_key_std=1.1, W_value_std=1.2, W_query_std=0.9, W_out_std=1.3, b_std=b_std,
+                attention_mechanism=mech, pos_emb_type=pe, val_pos_emb=val_pe,
+                W_pos_emb_std=0.8)
+    if n_pe is not None:
+      args["n_chan_pos_emb"] = n_pe
+    if decay is not None:
+      args["pos_emb_decay_fn"] = decay
+    return ["GlobalSelfAttention", args]
+
+  attention = {
+      "softmax": attn("SOFTMAX"),
+      "relu_pos_sum": attn("RELU", pe="SUM"),
+      "abs_pos_concat_values": attn("ABS", pe="CONCAT", val_pe=True, n_pe=4),
+      "identity_linear": attn("IDENTITY", b_std=None),
+      "identity_sqrt_pos_sum": attn("IDENTITY", linear=False, pe="SUM"),
+      "identity_sqrt_pos_concat_values": attn("IDENTITY", linear=False, pe="CONCAT",
+                                              val_pe=True),
+      "softmax_pos_decay": attn("SOFTMAX", pe="SUM", decay="exp_decay"),
+  }
+  for name, layer in attention.items():
+    for kind in ("seq", "image"):
+      archs[f"ntk_attention_{name}_{kind}"] = ([
+          dense(16, 1.2, 0.1), layer, relu, ["GlobalAvgPool", {}], dense(2)], kind, {})
+  archs["ntk_attention_spatial_output"] = ([
+      conv(8, (2,), None, "SAME", 1.2, 0.1), attn("SOFTMAX", pe="SUM"), erf,
+      attn("RELU")], "seq", {})
+  for name, act in CLOSED_FORM_ACTIVATIONS.items():
+    archs[f"ntk_cnn_gap_{name}"] = ([
+        conv(8, (3, 3), None, "SAME", 1.1, 0.1), act, ["GlobalAvgPool", {}], dense(2)],
+        "image", {})
+    if name != "rectified_monomial2":  # neural-tangents: NaN at correlation 1 (arccos')
+      archs[f"ntk_mlp_{name}"] = ([
+          dense(32, 1.1, 0.1), act, dense(32, 0.9, 0.1), act, dense(2)], "vector", {})
+  return archs
+
+
+CLOSED_FORM_ACTIVATIONS = {
+    "sin": ["Sin", {"a": 1.2, "b": 0.8, "c": 0.3}],
+    "cos": ["Cos", {"a": 0.9, "b": 1.1, "c": -0.2}],
+    "sigmoid_like": ["Sigmoid_like", {}],
+    "rbf": ["Rbf", {"gamma": 0.7}],
+    "exp": ["Exp", {"a": 0.8, "b": 0.5}],
+    "exp_normalized": ["ExpNormalized", {"gamma": 0.8, "shift": -1.0}],
+    "gaussian": ["Gaussian", {"a": 1.1, "b": -0.6}],
+    "monomial3": ["Monomial", {"degree": 3}],
+    "rectified_monomial2": ["RectifiedMonomial", {"degree": 2}],
+    "polynomial": ["Polynomial", {"coef": [0.1, -0.4, 0.3, 0.2]}],
+    "hermite3": ["Hermite", {"degree": 3}],
+    "sign": ["Sign", {}],
+    "gabor": ["Gabor", {}],
+}
+
+
+def spatial_inputs(kind: str):
+  """x1 with a zero and a repeated point; x2 with a copy of an x1 point and a multiple of one."""
+  shapes = {"image": (6, 5, 2), "image_nchw": (2, 6, 5), "seq": (7, 3), "volume": (4, 3, 3, 2),
+            "vector": (7,)}
+  rng = np.random.default_rng(FIXTURE_SEED + sum(map(ord, kind)))
+  x1 = rng.normal(size=(4,) + shapes[kind])
+  x1[2] = 0.0
+  x1[3] = x1[0]
+  x2 = rng.normal(size=(3,) + shapes[kind])
+  x2[0] = x1[1]
+  x2[1] = -1.5 * x1[0]
+  return x1, x2
+
+
 def fixture_inputs():
   """x1 (6, 7) with a zero and a repeated row; x2 (5, 7) with a copy and a multiple of x1 rows."""
   rng = np.random.default_rng(FIXTURE_SEED)
@@ -131,15 +300,31 @@ def make_fixture():
           name=f"{name}_{'x2' if with_x2 else 'x2none'}", layers=spec, x1=x1.tolist(),
           x2=x2.tolist() if with_x2 else None, nngp=_jsonable(nngp), ntk=_jsonable(ntk),
           finite=bool(np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk)))))
+  for name, (spec, kind, kwargs) in spatial_architectures().items():
+    _, _, kernel_fn = build(spec)
+    s1, s2 = spatial_inputs(kind)
+    for with_x2 in (False, True):
+      k = kernel_fn(jnp.asarray(s1), jnp.asarray(s2) if with_x2 else None, ("nngp", "ntk"),
+                    **kwargs)
+      nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
+      cases.append(dict(
+          name=f"{name}_{'x2' if with_x2 else 'x2none'}", layers=spec, x1=s1.tolist(),
+          x2=s2.tolist() if with_x2 else None, kwargs=kwargs, nngp=_jsonable(nngp),
+          ntk=_jsonable(ntk),
+          finite=bool(np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk)))))
   return dict(
-      description="neural-tangents 0.6.5 float64 NNGP/NTK of fully-connected networks; "
+      description="neural-tangents 0.6.5 float64 NNGP/NTK of fully-connected, convolutional "
+                  "and other networks (pooling, normalisation, dropout, fan-in, repeat); "
                   "regenerate with `python -m benchmarks.reference_env fixture`.",
       dtype="float64", seed=FIXTURE_SEED, versions=versions(), cases=cases)
 
 
 def _jsonable(a):
   """Array as nested lists; NaN and inf as strings (JSON has no literal for them)."""
-  return [[float(v) if np.isfinite(v) else str(v) for v in row] for row in a]
+  a = np.asarray(a)
+  if a.ndim == 0:
+    return float(a) if np.isfinite(a) else str(a)
+  return [_jsonable(v) for v in a]
 
 
 # ----------------------------------------------------------------------------

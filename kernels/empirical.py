@@ -159,6 +159,17 @@ def _dense_layers(layer, path=()):
   return out
 
 
+def _only_dense_params(layer) -> bool:
+  """Whether every layer with parameters is a Dense layer (the structured implementation's
+  case); networks with other parametric layers fall back to NTK-vector products."""
+  from kernels.stax.dense import Dense  # local import: avoids a cycle at import time
+  if isinstance(layer, Dense):
+    return True
+  if hasattr(layer, "W_std") or hasattr(layer, "_repeats"):
+    return False
+  return all(_only_dense_params(c) for c in layer._children())
+
+
 def _structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace, diag, lr_tree):
   layer = apply_fn.layer
   ctx = layer.context()
@@ -239,8 +250,9 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     g = (lambda p, x: f(p, x, **dict(kw_items))) if kw_items else f
     out_ndim = len(jax.eval_shape(g, params, x1).shape)
     trace, diag = _check_axes(trace_axes, diagonal_axes, out_ndim)
-    if implementation == "structured":
+    if implementation == "structured" and _only_dense_params(f.layer):
       return _structured_ntk(f, x1, x2, params, trace, diag, learning_rates)
+    # Other layers with parameters (Conv, ...): NTK-vector products, same values.
     lrs = _lr_leaves(params, learning_rates)
     if implementation == "jacobian":
       return _jacobian_ntk(g, x1, x2, params, trace, diag, lrs, vmap_axes)

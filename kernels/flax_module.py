@@ -43,7 +43,14 @@ class StaxModule(nn.Module):
 
     ctx = self.net.context()
     _, params = self.net._init(jax.random.PRNGKey(0), x.shape, (), ctx, sampler, x.dtype)
+    if _stochastic(self.net):  # Dropout in train mode: a key from the "dropout" stream
+      ctx = ctx.with_rng(self.make_rng("dropout"))
     return self.net._apply(params, x, (), ctx)
+
+
+def _stochastic(layer: Layer) -> bool:
+  return (getattr(layer, "mode", None) == "train" and hasattr(layer, "rate")) or any(
+      _stochastic(c) for c in layer._children())
 
 
 def to_flax(net: Layer) -> StaxModule:
@@ -56,7 +63,7 @@ def to_flax(net: Layer) -> StaxModule:
 def _walk(params, path=()):
   """Yields (path, (W, b)) for every Dense parameter pair in a stax params tree."""
   if isinstance(params, tuple) and len(params) == 2 and hasattr(params[0], "ndim") and \
-      params[0].ndim == 2 and (params[1] is None or hasattr(params[1], "ndim")):
+      params[0].ndim >= 2 and (params[1] is None or hasattr(params[1], "ndim")):
     yield path, params
     return
   if isinstance(params, (tuple, list)):
@@ -64,9 +71,15 @@ def _walk(params, path=()):
       yield from _walk(p, path + (i,))
 
 
+def _has_repeat(layer: Layer) -> bool:
+  return hasattr(layer, "_repeats") or any(_has_repeat(c) for c in layer._children())
+
+
 def to_flax_params(net: Layer, params: Any) -> dict:
-  """Stax params -> Flax variables ``{"params": {...}}``."""
-  del net
+  """Stax params -> Flax variables ``{"params": {...}}`` (Dense and Conv weights)."""
+  if _has_repeat(net):
+    raise ValueError("to_flax_params: networks with repeat(...) store stacked parameters; "
+                     "initialise the Flax module directly (its parameters are W_r<i>_<path>).")
   out = {}
   for path, (W, b) in _walk(params):
     out[_name("W", path)] = W

@@ -21,11 +21,26 @@ Static bookkeeping makes composition exact: the channel count ``width``
 mean-zero Gaussian (``is_gaussian``: only then does a nonlinearity have a kernel),
 and ``source``, the layer whose independent weights produced the outputs (two
 branches with the same source are correlated and cannot be summed as independent).
+
+Inputs with spatial axes (images, sequences: ``(n, *spatial, channels)``) give
+kernels that carry the spatial structure, as neural-tangents' do (Novak et al.
+2019, "Bayesian Deep Convolutional Networks", eq. 7):
+
+* ``spatial``: the spatial shape ``(S_1, ..., S_k)`` (empty for fully-connected kernels);
+* ``diagonal_spatial=False``: the full spatial covariance, ``nngp`` and ``ntk`` of
+  shape ``(n1, n2, S_1, S_1, ..., S_k, S_k)`` (the two positions of each axis side by
+  side, neural-tangents' layout) and ``cov1`` ``(n1, S_1, S_1, ...)``;
+* ``diagonal_spatial=True``: only equal positions, ``(n1, n2, S_1, ..., S_k)`` and
+  ``cov1`` ``(n1, S_1, ..., S_k)``, enough for networks whose spatial layers never
+  mix positions before a `Flatten` (each layer's `Requirements`).
+
+The batch diagonal (``cov1``, ``cov2``) is always carried: every nonlinearity needs
+the variances of its inputs.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Hashable, Optional
+from typing import Any, Hashable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +61,8 @@ class Kernel:
   source: Hashable = dataclasses.field(default="input", metadata=dict(static=True))
   x1_is_x2: bool = dataclasses.field(default=False, metadata=dict(static=True))
   diagonal: bool = dataclasses.field(default=False, metadata=dict(static=True))
+  spatial: Tuple[int, ...] = dataclasses.field(default=(), metadata=dict(static=True))
+  diagonal_spatial: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
   def replace(self, **changes: Any) -> "Kernel":
     return dataclasses.replace(self, **changes)
@@ -65,7 +82,55 @@ class Kernel:
 jax.tree_util.register_dataclass(
     Kernel,
     data_fields=["nngp", "ntk", "cov1", "cov2", "covs", "keys1", "keys2"],
-    meta_fields=["width", "is_gaussian", "source", "x1_is_x2", "diagonal"])
+    meta_fields=["width", "is_gaussian", "source", "x1_is_x2", "diagonal", "spatial",
+                 "diagonal_spatial"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+  """What a layer needs of its input kernel, as data read once by `serial` (the
+  counterpart of neural-tangents' ``@requires`` decorators).
+
+  Attributes:
+    full_spatial: the layer mixes spatial positions (pooling, attention, a norm over
+      spatial axes), so it needs the covariances between different positions.
+    spatial: True if the layer needs spatial axes (pooling, attention), None if
+      either works.
+    gaussian: the layer's kernel needs mean-zero Gaussian inputs (an affine layer
+      before it).
+  """
+  full_spatial: bool = False
+  spatial: Optional[bool] = None
+  gaussian: bool = False
+
+
+def spatial_input_kernel(x1: jax.Array, x2: Optional[jax.Array], compute_ntk: bool,
+                         diagonal_spatial: bool) -> Kernel:
+  """Kernel of raw inputs ``(n, *spatial, c)``: per-channel second moments at every pair
+  of positions (Novak et al. 2019, eq. 7 at layer 0), full or spatially diagonal."""
+  c = x1.shape[-1]
+  spatial = tuple(x1.shape[1:-1])
+  k = len(spatial)
+  letters = "defghpqrstuvw"
+  a_pos, b_pos = letters[:k], letters[k:2 * k]
+
+  def cross(u, v, same_batch):
+    if diagonal_spatial:
+      spec_out = ("a" if same_batch else "ab") + a_pos
+      spec_v = ("a" if same_batch else "b") + a_pos
+      return jnp.einsum(f"a{a_pos}c,{spec_v}c->{spec_out}", u, v) * (1.0 / c)
+    pairs = "".join(a_pos[i] + b_pos[i] for i in range(k))
+    spec_out = ("a" if same_batch else "ab") + pairs
+    spec_v = ("a" if same_batch else "b") + b_pos
+    return jnp.einsum(f"a{a_pos}c,{spec_v}c->{spec_out}", u, v) * (1.0 / c)
+
+  cov1 = cross(x1, x1, True)
+  cov2 = cov1 if x2 is None else cross(x2, x2, True)
+  nngp = cross(x1, x1 if x2 is None else x2, False)
+  ntk = jnp.zeros((), nngp.dtype) if compute_ntk else None
+  return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=c, is_gaussian=False,
+                source="input", x1_is_x2=x2 is None, spatial=spatial,
+                diagonal_spatial=diagonal_spatial)
 
 
 def _fmix32(h: jax.Array) -> jax.Array:

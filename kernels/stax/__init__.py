@@ -10,16 +10,27 @@
 Every layer also takes a parameterization (``"ntk"``, ``"standard"``, ``"mup"`` or a
 `kernels.parameterization.Parameterization`), read by every view of the network.
 """
-from kernels.stax.combinators import (FanInSum, FanOut, Identity, Residual, parallel,
-                                      serial)
+from kernels.stax.activations import (Cos, Exp, ExpNormalized, Gabor, Gaussian, Hermite,
+                                      Monomial, Polynomial, Rbf, RectifiedMonomial, Sigmoid_like,
+                                      Sign, Sin)
+from kernels.stax.attention import GlobalSelfAttention
+from kernels.stax.branching import FanInConcat, FanInProd
+from kernels.stax.combinators import (FanInSum, FanOut, Identity, Repeat, Residual, parallel,
+                                      repeat, serial)
+from kernels.stax.conv import Conv
 from kernels.stax.dense import Dense
 from kernels.stax.elementwise import (ABRelu, Abs, Elementwise, ElementwiseNumerical, Erf,
                                       Gelu, LeakyRelu, Relu, Tanh)
 from kernels.stax.layer import Layer
 from kernels.stax.mlp import mlp
+from kernels.stax.normalization import Dropout, LayerNorm
+from kernels.stax.pooling import AvgPool, Flatten, GlobalAvgPool, GlobalSumPool, SumPool
 
 __all__ = [
-    "ABRelu", "Abs", "Dense", "Elementwise", "ElementwiseNumerical", "Erf", "FanInSum",
-    "FanOut", "Gelu", "Identity", "Layer", "LeakyRelu", "Relu", "Residual", "Tanh", "mlp",
-    "parallel", "serial",
+    "Cos", "Exp", "ExpNormalized", "Gabor", "Gaussian", "Hermite", "Monomial", "Polynomial",
+    "Rbf", "RectifiedMonomial", "Sigmoid_like", "Sign", "Sin", "GlobalSelfAttention",
+    "ABRelu", "Abs", "AvgPool", "Conv", "Dense", "Dropout", "Elementwise",
+    "ElementwiseNumerical", "Erf", "FanInConcat", "FanInProd", "FanInSum", "FanOut", "Flatten",
+    "Gelu", "GlobalAvgPool", "GlobalSumPool", "Identity", "Layer", "LayerNorm", "LeakyRelu",
+    "Relu", "Repeat", "Residual", "SumPool", "Tanh", "mlp", "parallel", "repeat", "serial",
 ]

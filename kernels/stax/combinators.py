@@ -22,8 +22,14 @@ def _check_layers(layers, name):
 
 @dataclasses.dataclass(frozen=True)
 class Serial(Layer):
-  """Composition of layers, applied left to right."""
+  """Composition of layers, applied left to right.
+
+  ``mixed_parameterizations``: whether its layers may use different
+  parameterizations (otherwise refused when built).
+  """
   layers: Tuple[Layer, ...]
+  mixed_parameterizations: bool = False
+  _fast_path = True
 
   def _children(self):
     return self.layers
@@ -67,15 +73,74 @@ class Serial(Layer):
                  for i, (l, p) in enumerate(zip(self.layers, params)))
 
 
-def serial(*layers: Layer) -> Serial:
-  """Composes layers in sequence (neural_tangents.stax.serial)."""
-  return Serial(_check_layers(layers, "serial"))
+def _parameterized(layer: Layer, path=()):
+  """(path, layer) of every layer with a parameterization, not inside a serial built
+  with ``mixed_parameterizations=True``."""
+  out = []
+  if isinstance(getattr(layer, "parameterization", None), pz.Parameterization):
+    out.append((path, layer))
+  if isinstance(layer, Serial) and layer.mixed_parameterizations and path:
+    return out
+  for i, c in enumerate(layer._children()):
+    out += _parameterized(c, path + (i,))
+  return out
+
+
+def _width_key(p: pz.Parameterization) -> pz.Parameterization:
+  """A parameterization without its name and depth scaling: what every layer must share."""
+  return dataclasses.replace(p, name="", depth=None, branch_exponent=0.0)
+
+
+def check_parameterizations(net: "Serial") -> None:
+  """Refuses a network whose layers mix parameterizations (the error names them), and
+  residual blocks that disagree on their depth scaling; counts the residual blocks."""
+  from kernels.stax.layer import count_residual  # pylint: disable=g-import-not-at-top
+  found = _parameterized(net)
+  if not net.mixed_parameterizations:
+    keys = {}
+    for path, l in found:
+      keys.setdefault(_width_key(l.parameterization), []).append((path, l))
+    if len(keys) > 1:
+      groups = "; ".join(
+          f"{ls[0][1].parameterization.name}: " + ", ".join(
+              f"{type(l).__name__} at {p}" for p, l in ls[:4]) + (" ..." if len(ls) > 4 else "")
+          for ls in keys.values())
+      raise ValueError(f"serial: layers mix parameterizations ({groups}). Use one "
+                       "parameterization for every layer, or build the network with "
+                       "serial(..., mixed_parameterizations=True) to mix them on purpose.")
+  blocks = [(p, l) for p, l in found if isinstance(l, Residual)]
+  exps = {l.parameterization.branch_exponent for _, l in blocks}
+  if len(exps) > 1:
+    raise ValueError(f"serial: residual blocks use different branch exponents {sorted(exps)} "
+                     f"(at {[p for p, _ in blocks]}); one network has one depth scaling.")
+  n = count_residual(net)
+  for p, l in blocks:
+    d = l.parameterization.depth
+    if d is not None and d < n:
+      raise ValueError(f"serial: Residual at {p} uses {l.parameterization.name}, which states "
+                       f"depth={d}, but the network has {n} residual blocks already.")
+
+
+def serial(*layers: Layer, mixed_parameterizations: bool = False) -> Serial:
+  """Composes layers in sequence (neural_tangents.stax.serial).
+
+  Every layer must use one parameterization (a ValueError names the layers that
+  differ) unless ``mixed_parameterizations=True``. Residual blocks are counted here:
+  their branch multiplier is ``L**-branch_exponent`` with L the number of `Residual`
+  blocks of the whole network.
+  """
+  if not isinstance(mixed_parameterizations, bool):
+    raise TypeError(f"mixed_parameterizations must be a bool, got {mixed_parameterizations!r}.")
+  net = Serial(_check_layers(layers, "serial"), mixed_parameterizations)
+  check_parameterizations(net)
+  return net
 
 
 @dataclasses.dataclass(frozen=True)
 class Parallel(Layer):
   """Applies the i-th layer to the i-th element of a list of inputs."""
   layers: Tuple[Layer, ...]
+  _fast_path = True
 
   def _children(self):
     return self.layers
@@ -122,6 +187,7 @@ def parallel(*layers: Layer) -> Parallel:
 @dataclasses.dataclass(frozen=True)
 class FanOutLayer(Layer):
   num: int
+  _fast_path = True
 
   def _flow(self, tags, path, roles):
     return [tags] * self.num
@@ -152,6 +218,7 @@ def _as_list(xs, what):
 
 @dataclasses.dataclass(frozen=True)
 class FanInSumLayer(Layer):
+  _fast_path = True
 
   def _flow(self, tags, path, roles):
     out = frozenset()
@@ -206,6 +273,7 @@ def FanInSum() -> FanInSumLayer:  # pylint: disable=invalid-name
 
 @dataclasses.dataclass(frozen=True)
 class IdentityLayer(Layer):
+  _fast_path = True
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
     return x
@@ -223,7 +291,8 @@ def Identity() -> IdentityLayer:  # pylint: disable=invalid-name
 class Residual(Layer):
   """``x + branch_multiplier * block(x)``, the multiplier read from the parameterization.
 
-  With `kernels.parameterization.depth_mup` the multiplier is ``depth**-alpha``
+  With `kernels.parameterization.depth_mup` the multiplier is ``L**-alpha``, L the
+  number of Residual blocks of the network (counted by it; a stated depth must agree)
   (Bordelon et al. 2023, "Depthwise Hyperparameter Transfer in Residual Networks", eq. 1).
   The block must end in a Dense layer, so that its output is independent of ``x``
   and kernels add: ``K' = K + m^2 K_block``.
@@ -236,9 +305,17 @@ class Residual(Layer):
       raise TypeError(f"block must be a layer of kernels.stax, got {type(self.block).__name__}.")
     object.__setattr__(self, "parameterization", pz.get(self.parameterization))
 
+  _fast_path = True
+  _is_residual = True
+
   @property
   def multiplier(self) -> float:
+    """The multiplier for a stated depth (networks count their blocks: `branch_multiplier`)."""
     return self.parameterization.branch_multiplier
+
+  def branch_multiplier(self, path, ctx) -> float:
+    """``L**-branch_exponent``, L the number of Residual blocks in the whole network."""
+    return self.parameterization.branch_multiplier_at(ctx.num_residual, f"Residual at {path}")
 
   def _children(self):
     return (self.block,)
@@ -259,8 +336,8 @@ class Residual(Layer):
     return shape, (p,)  # params are nested like paths: the block is child 0
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
-    return x + self.multiplier * self.block._apply(params[0], x, path + (0,), ctx, probes,
-                                                   record)
+    m = self.branch_multiplier(path, ctx)
+    return x + m * self.block._apply(params[0], x, path + (0,), ctx, probes, record)
 
   def _kernel(self, k, path, ctx):
     kb = self.block._kernel(k, path + (0,), ctx)
@@ -268,7 +345,7 @@ class Residual(Layer):
       raise ValueError("Residual's kernel needs a block that ends in a Dense layer.")
     if kb.width != k.width:
       raise ValueError(f"Residual block must keep the width {k.width}, it gives {kb.width}.")
-    m2 = self.multiplier ** 2
+    m2 = self.branch_multiplier(path, ctx) ** 2
     ntk = None if k.ntk is None else k.ntk + m2 * kb.ntk
     return k.replace(nngp=k.nngp + m2 * kb.nngp, ntk=ntk, cov1=k.cov1 + m2 * kb.cov1,
                      cov2=k.cov2 + m2 * kb.cov2, is_gaussian=k.is_gaussian,
@@ -276,3 +353,71 @@ class Residual(Layer):
 
   def _lr(self, params, path, ctx, optimizer):
     return (self.block._lr(params[0], path + (0,), ctx, optimizer),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeat(Layer):
+  """``layer`` applied ``n`` times with parameters of its own each time, in a compiled
+  loop (`jax.lax.scan`): compile time does not grow with ``n``."""
+  layer: Layer
+  n: int
+
+  def __post_init__(self):
+    if not isinstance(self.layer, Layer):
+      raise TypeError(f"layer must be a layer of kernels.stax, got {type(self.layer).__name__}.")
+    validation.check_positive_int(self.n, "n")
+
+  @property
+  def _repeats(self):
+    return self.n
+
+  def _children(self):
+    return (self.layer,)
+
+  def _flow(self, tags, path, roles):
+    out = self.layer._flow(tags, path + (0,), roles)
+    if self.n > 1:  # later copies read the block's own outputs
+      out = self.layer._flow(out | tags, path + (0,), roles)
+    return out
+
+  def _shape(self, shape, path):
+    out = self.layer._shape(shape, path + (0,))
+    if tuple(out) != tuple(shape):
+      raise ValueError(f"repeat needs a layer that keeps the shape {tuple(shape)}; it gives "
+                       f"{tuple(out)} (use serial(*[layer] * n)).")
+    return tuple(shape)
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    shape = self._shape(tuple(shape), path)
+    keys = jax.random.split(key, self.n)
+    params = []
+    for i in range(self.n):
+      named = (lambda i: lambda k, p, name, s, std, dt: sampler(k, p, f"{name}_r{i}", s, std, dt))(i)
+      params.append(self.layer._init(keys[i], shape, path + (0,), ctx, named, dtype)[1])
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *params)
+    return shape, stacked
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    def body(h, p):
+      return self.layer._apply(p, h, path + (0,), ctx), None
+    y, _ = jax.lax.scan(body, x, params)
+    return y
+
+  def _kernel(self, k, path, ctx):
+    k = self.layer._kernel(k, path + (0,), ctx)  # the first copy may change the metadata
+    if self.n == 1:
+      return k
+
+    def body(kk, _):
+      return self.layer._kernel(kk, path + (0,), ctx), None
+    k, _ = jax.lax.scan(body, k, None, self.n - 1)
+    return k
+
+  def _lr(self, params, path, ctx, optimizer):
+    one = jax.tree_util.tree_map(lambda x: x[0], params)
+    return self.layer._lr(one, path + (0,), ctx, optimizer)
+
+
+def repeat(layer: Layer, n: int) -> Repeat:
+  """``serial(*[layer] * n)`` as a compiled loop (neural_tangents.stax.repeat)."""
+  return Repeat(layer, n)

@@ -27,6 +27,9 @@ class Dense(Layer):
   b_std: Optional[float] = None
   parameterization: Union[str, pz.Parameterization] = "ntk"
 
+  _fast_path = True
+  _channel_axis_in = -1
+
   def __post_init__(self):
     validation.check_positive_int(self.out_dim, "out_dim")
     object.__setattr__(self, "W_std", validation.check_nonnegative(self.W_std, "W_std"))

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
+from kernels.kernel import Requirements
+from kernels.stax import spatial_ops
 from kernels.stax.layer import Layer
 
 _PI = math.pi
@@ -33,6 +35,8 @@ class Elementwise(Layer):
   name = "Elementwise"
   _nonlinear = True
   symmetric_dual = True
+  _fast_path = True
+  requirements = Requirements(gaussian=True)
 
   def fn(self, x):
     raise NotImplementedError
@@ -63,6 +67,8 @@ class Elementwise(Layer):
     if not k.is_gaussian:
       raise ValueError(f"{self.name} has a kernel only on Gaussian pre-activations: put a Dense "
                        "layer before it (its input is the raw data or another nonlinearity).")
+    if k.spatial:
+      return self._kernel_spatial(k)
     if k.diagonal:  # vectors only: input variances, output variances, dots, factors
       side1 = self._side(k.cov1)
       side2 = side1 if k.x1_is_x2 else self._side(k.cov2)
@@ -87,6 +93,33 @@ class Elementwise(Layer):
       # in the chaotic phase, by depth).
       nngp = jnp.where(same, cov1[:, None], nngp)
       dot = None if dot is None else jnp.where(same, dot1[:, None], dot)
+    ntk = None if k.ntk is None else k.ntk * dot
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+  def _kernel_spatial(self, k):
+    """The dual at every pair of positions: ``q11`` and ``q22`` are the variances at
+    each pair's two positions (Novak et al. 2019, eq. 7; neural-tangents' layout)."""
+    n_sp, full = len(k.spatial), not k.diagonal_spatial
+    q1 = spatial_ops.variances(k.cov1, n_sp, full)
+    q2 = q1 if k.x1_is_x2 else spatial_ops.variances(k.cov2, n_sp, full)
+
+    def apply(q_left, q12, q_right, need_dot):
+      norm = safe_sqrt(q_left) * safe_sqrt(q_right)
+      snap = 1.0 - 4 * float(jnp.finfo(jnp.result_type(q12)).eps)
+      q12 = jnp.where(jnp.abs(q12) > snap * norm, jnp.sign(q12) * norm, q12)
+      return self.dual(q_left, q12, q_right, need_dot)
+
+    e = spatial_ops.expand
+    nngp, dot = apply(e(q1, 2, 0, n_sp, full, 0), k.nngp, e(q2, 2, 1, n_sp, full, 1),
+                      k.ntk is not None)
+
+    def side(q, cov):
+      if full:
+        return apply(e(q, 1, 0, n_sp, True, 0), cov, e(q, 1, 0, n_sp, True, 1), False)[0]
+      return apply(q, q, q, False)[0]
+
+    cov1 = side(q1, k.cov1)
+    cov2 = cov1 if k.x1_is_x2 else side(q2, k.cov2)
     ntk = None if k.ntk is None else k.ntk * dot
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
-from kernels.kernel import Kernel, gram_blocks, input_kernel
+from kernels.kernel import (Kernel, Requirements, gram_blocks, input_kernel,
+                            spatial_input_kernel)
 
 Path = Tuple[int, ...]
 DATA = "data"  # flow tag: reached from the inputs without crossing a Dense layer
@@ -43,13 +44,29 @@ class Role:
 
 
 class Context:
-  """Read-only facts about the whole network that a layer needs at its position."""
+  """Read-only facts about the whole network that a layer needs at its position:
+  the roles of its affine layers, the number of residual blocks (the depth L of the
+  branch multipliers), and in ``apply_fn`` the key of stochastic layers."""
 
-  def __init__(self, roles: dict):
+  def __init__(self, roles: dict, num_residual: int = 0, rng=None):
     self.roles = roles
+    self.num_residual = num_residual
+    self.rng = rng
 
   def role(self, path: Path) -> Role:
     return self.roles[path]
+
+  def with_rng(self, rng) -> "Context":
+    return Context(self.roles, self.num_residual, rng)
+
+  def rng_at(self, path: Path):
+    """A key of its own for the stochastic layer at ``path`` (None without ``rng``)."""
+    if self.rng is None:
+      return None
+    key = self.rng
+    for i in path:
+      key = jax.random.fold_in(key, i)
+    return key
 
 
 def _normal_sampler(key, path, name, shape, std, dtype):
@@ -87,6 +104,16 @@ class Layer:
   # Whether the layer's kernel is a nonlinear map of the (n1, n2) covariance; the
   # compiled (n1, n2) pass holds a bounded number of them (see `_plan`).
   _nonlinear = False
+
+  # What the layer needs of its input kernel (`kernels.kernel.Requirements`), read
+  # once by `spatial_plan` to pick the cheapest representation for each layer.
+  requirements = Requirements()
+  # Whether the layer's output has no spatial axes whatever its input (Flatten,
+  # global pooling): layers before it then need no more than it requires.
+  _drops_spatial = False
+  # Whether the layer runs in the fused two-pass fully-connected program (`kernel`);
+  # networks with any other layer take the general program (`general_kernel`).
+  _fast_path = False
 
   def _units(self, path: Path):
     """The layer as a chain of (layer, path) steps applied in order (serial flattens)."""
@@ -137,6 +164,12 @@ def is_static(layer: Layer) -> bool:
   return True
 
 
+def count_residual(layer: Layer) -> int:
+  """Number of residual blocks in the network: the depth L of the branch multipliers."""
+  own = 1 if getattr(layer, "_is_residual", False) else 0
+  return own + getattr(layer, "_repeats", 1) * sum(count_residual(c) for c in layer._children())
+
+
 @functools.lru_cache(maxsize=256)
 def _context(layer: Layer) -> Context:
   roles: dict = {}
@@ -145,7 +178,7 @@ def _context(layer: Layer) -> Context:
   for tags in (out if isinstance(out, list) else [out]):
     readouts |= set(tags) - {DATA}
   final = {p: Role(is_input=inp, is_readout=p in readouts) for p, inp in roles.items()}
-  return Context(final)
+  return Context(final, count_residual(layer))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,13 +202,15 @@ class ApplyFn:
   layer: Layer
 
   def __call__(self, params, inputs, *, rng=None, **kwargs):
-    """``rng`` is neural-tangents' key for stochastic layers; no layer here draws from it."""
-    del rng
+    """``rng``: neural-tangents' key for stochastic layers (`Dropout` in train mode)."""
     if kwargs:
       raise TypeError(f"apply_fn got unexpected keyword arguments {sorted(kwargs)}; it takes "
                       "(params, inputs, rng=None).")
     x = validation.as_float_array(inputs, "inputs")
-    return self.layer._apply(params, x, (), self.layer.context())
+    ctx = self.layer.context()
+    if rng is not None:
+      ctx = ctx.with_rng(rng)
+    return self.layer._apply(params, x, (), ctx)
 
   def with_intermediates(self, params, inputs, probes=None):
     """Outputs with ``probes[path]`` added to each Dense output, and each Dense input.
@@ -246,11 +281,20 @@ class KernelFn:
   layer: Layer
 
   def __call__(self, x1, x2=None, get=None, **kwargs):
-    check_kernel_keywords(kwargs)
     get_t, single = canonicalize_get(get)
-    x1, x2 = validation.check_inputs(x1, x2)
     need_ntk = get_t is None or "ntk" in get_t
-    k = kernel(self.layer, x1, x2, need_ntk)
+    x1a = validation.as_float_array(x1, "x1")
+    if x1a.ndim <= 2:  # (n, d) inputs: the fused program when every layer has one
+      check_kernel_keywords(kwargs)
+      x1, x2 = validation.check_inputs(x1, x2)
+      if is_fast(self.layer):
+        k = kernel(self.layer, x1, x2, need_ntk)
+      else:
+        k = general_kernel(self.layer, x1, x2, need_ntk, False)
+    else:
+      kwargs.setdefault("channel_axis", input_channel_axis(self.layer))
+      x1, x2, diagonal_spatial = check_spatial_inputs(x1a, x2, kwargs)
+      k = general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial)
     if get_t is None:
       return k
     out = tuple(getattr(k, g) for g in get_t)
@@ -441,3 +485,165 @@ def kernel(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
       grams = None
     check_range(finite & all_finite(cov1, cov2), x1.dtype, "kernel_fn")
   return k.replace(cov1=cov1, cov2=cov2)
+
+
+# ----------------------------------------------------------------------------
+# The general program: any layer, inputs with spatial axes.
+
+
+def input_channel_axis(layer: Layer) -> int:
+  """The channel axis of the inputs, as the first layer that reads it states
+  (``Conv(dimension_numbers=("NCHW", ...))``: 1), as neural-tangents infers it."""
+  def first(l):
+    a = getattr(l, "_channel_axis_in", None)
+    if a is not None:
+      return a
+    for c in l._children():
+      a = first(c)
+      if a is not None:
+        return a
+    return None
+  a = first(layer)
+  return -1 if a is None else a
+
+
+def is_fast(layer: Layer) -> bool:
+  """Whether every layer of the network runs in the fused fully-connected program."""
+  return layer._fast_path and all(is_fast(c) for c in layer._children())
+
+
+def merged_requirements(layer: Layer) -> Requirements:
+  """The requirements of a layer and everything inside it, combined."""
+  reqs = [layer.requirements] + [merged_requirements(c) for c in layer._children()]
+  spatial = [r.spatial for r in reqs if r.spatial is not None]
+  return Requirements(full_spatial=any(r.full_spatial for r in reqs),
+                      spatial=any(spatial) if spatial else None,
+                      gaussian=reqs[0].gaussian)
+
+
+@functools.lru_cache(maxsize=256)
+def spatial_plan(layer: Layer, diagonal_out: bool):
+  """The network's steps and, for each, whether it needs the full spatial covariance.
+
+  Read once from the layers' `Requirements`, from the output back: a step needs the
+  full covariance if it, or a later step before the spatial axes are dropped
+  (`Flatten`, global pooling), mixes positions; the output of a network that keeps
+  spatial axes is full unless ``diagonal_spatial`` is asked for. So a CNN ending in
+  `Flatten` never builds the full covariance, and one ending in global pooling builds
+  it only where it is needed (neural-tangents' ``Diagonal`` requirements, as data).
+  """
+  units = tuple(layer._units(()))
+  need = not diagonal_out
+  full = []
+  for unit, _ in reversed(units):
+    if unit._drops_spatial:
+      need = False
+    if merged_requirements(unit).full_spatial:
+      need = True
+    full.append(need)
+  return units, tuple(reversed(full))
+
+
+def _to_diagonal(k):
+  if isinstance(k, list):
+    return [_to_diagonal(b) for b in k]
+  if not k.spatial or k.diagonal_spatial:
+    return k
+  from kernels.stax import spatial_ops  # pylint: disable=g-import-not-at-top
+  n = len(k.spatial)
+  return k.replace(nngp=spatial_ops.diagonal(k.nngp, 2, n),
+                   ntk=None if k.ntk is None or k.ntk.ndim == 0 else spatial_ops.diagonal(k.ntk, 2, n),
+                   cov1=spatial_ops.diagonal(k.cov1, 1, n), cov2=spatial_ops.diagonal(k.cov2, 1, n),
+                   diagonal_spatial=True)
+
+
+def general_pass(layer: Layer, need_ntk: bool, diagonal_spatial: bool, x1, x2):
+  """The kernels of any network on inputs ``(n, *spatial, channels)`` as one program."""
+  from kernels.stax import spatial_ops  # pylint: disable=g-import-not-at-top
+  units, full = spatial_plan(layer, diagonal_spatial)
+  ctx = layer.context()
+  k = spatial_input_kernel(x1, x2, need_ntk, diagonal_spatial=not full[0])
+  for (unit, path), f in zip(units, full):
+    if not f:
+      k = _to_diagonal(k)
+    k = unit._kernel(k, path, ctx)
+  k = _finalize(k)
+  if k.x1_is_x2:  # exactly symmetric: one half of the kernel, mirrored (data movement only)
+    n, f = len(k.spatial), not k.diagonal_spatial
+    first = _first_half(k.nngp.shape, n, f)
+    sym = lambda a: jnp.where(first, a, spatial_ops.swap_transpose(a, n, f))
+    k = k.replace(nngp=sym(k.nngp), ntk=None if k.ntk is None else sym(k.ntk))
+  return k, all_finite(k.nngp, k.ntk)
+
+
+def _first_half(shape, n_spatial: int, full: bool):
+  """Mask of the entries (a, b, i, i') with (a, i) <= (b, i') in one order of the
+  (point, positions) pairs: with its exchange, it covers each pair once."""
+  idx1 = np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
+  idx2 = np.arange(shape[1]).reshape((1, -1) + (1,) * (len(shape) - 2))
+  if full:
+    for i in range(n_spatial):
+      s = shape[2 + 2 * i]
+      sh1 = [1] * len(shape)
+      sh2 = [1] * len(shape)
+      sh1[2 + 2 * i], sh2[3 + 2 * i] = s, s
+      idx1 = idx1 * s + np.arange(s).reshape(sh1)
+      idx2 = idx2 * s + np.arange(s).reshape(sh2)
+  return jnp.asarray(idx1 <= idx2)
+
+
+_general_jit = jax.jit(general_pass, static_argnums=(0, 1, 2))
+
+
+def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool) -> Kernel:
+  """Kernels of any network (see `general_pass`), jit-compiled per network."""
+  if not is_static(layer):
+    k, _ = general_pass(layer, need_ntk, diagonal_spatial, x1, x2)
+    return k
+  k, finite = _general_jit(layer, need_ntk, diagonal_spatial, x1, x2)
+  check_range(finite, x1.dtype, "kernel_fn")
+  return k
+
+
+def check_spatial_inputs(x1, x2, kwargs):
+  """Validates inputs ``(n, *spatial, channels)`` and neural-tangents' keywords; returns
+  (x1, x2, diagonal_spatial) with channels last."""
+  allowed = ("mask_constant", "diagonal_batch", "diagonal_spatial", "batch_axis",
+             "channel_axis")
+  for name in kwargs:
+    if name not in allowed:
+      raise TypeError(f"kernel_fn got an unexpected keyword argument {name!r}; it takes "
+                      f"(x1, x2=None, get=None) and neural-tangents' {sorted(allowed)}.")
+  if kwargs.get("mask_constant") is not None:
+    raise ValueError("kernel_fn: mask_constant is not supported.")
+  if kwargs.get("diagonal_batch") not in (None, False, True):
+    raise ValueError(f"diagonal_batch must be a bool, got {kwargs['diagonal_batch']!r}.")
+  if kwargs.get("batch_axis", 0) != 0:
+    raise ValueError(f"batch_axis must be 0, got {kwargs['batch_axis']!r}.")
+  diagonal_spatial = kwargs.get("diagonal_spatial") or False
+  if not isinstance(diagonal_spatial, bool):
+    raise ValueError(f"diagonal_spatial must be a bool, got {diagonal_spatial!r}.")
+  if x1.ndim < 2:
+    raise ValueError(f"x1 must have shape (n, *spatial, channels), got {x1.shape}.")
+  channel_axis = kwargs.get("channel_axis", -1)
+  if not isinstance(channel_axis, int) or not -x1.ndim < channel_axis < x1.ndim or \
+      channel_axis % x1.ndim == 0:
+    raise ValueError(f"channel_axis must be a non-batch axis of x1 {x1.shape}, got "
+                     f"{channel_axis!r}.")
+  if any(s == 0 for s in x1.shape):
+    raise ValueError(f"x1 must have at least one point, position and channel, got {x1.shape}.")
+  validation.check_finite(x1, "x1")
+  if x2 is not None:
+    x2 = validation.as_float_array(x2, "x2")
+    if x2.ndim != x1.ndim or x2.shape[1:] != x1.shape[1:]:
+      raise ValueError(f"x2 must have shape (n2, ...) with the spatial and channel axes of "
+                       f"x1, got x1 {x1.shape} and x2 {x2.shape} (channel_axis={channel_axis}).")
+    if x2.shape[0] == 0:
+      raise ValueError(f"x2 must have at least one point, got {x2.shape}.")
+    validation.check_finite(x2, "x2")
+    dtype = jnp.promote_types(x1.dtype, x2.dtype)
+    x1, x2 = x1.astype(dtype), x2.astype(dtype)
+  if channel_axis % x1.ndim != x1.ndim - 1:
+    x1 = jnp.moveaxis(x1, channel_axis, -1)
+    x2 = None if x2 is None else jnp.moveaxis(x2, channel_axis, -1)
+  return x1, x2, diagonal_spatial

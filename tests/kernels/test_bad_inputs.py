@@ -15,7 +15,7 @@ X = np.ones((3, 4), np.float32)
 @pytest.mark.parametrize("x1,x2,err,match", [
     (np.ones((3, 4)), np.ones((2, 5)), ValueError, "feature dimension"),
     (np.ones((3,)), None, ValueError, "x1 must have shape"),
-    (np.ones((3, 4, 2)), None, ValueError, "x1 must have shape"),
+    (np.ones((3, 4, 2)), np.ones((2, 4, 3)), ValueError, "x2 must have shape"),
     (np.ones((3, 4)), np.ones((2,)), ValueError, "x2 must have shape"),
     (np.array([[1.0, np.nan]]), None, ValueError, "x1 contains NaN"),
     (np.ones((2, 2)), np.array([[np.inf, 1.0]]), ValueError, "x2 contains NaN or inf"),

@@ -16,9 +16,9 @@ NETS = {
                          b_std=0.1),
     "mup": stax.mlp([32, 32], stax.Tanh(), 3, parameterization=pz.mup(0.3), W_std=1.1,
                     b_std=0.2),
-    "residual": stax.serial(stax.Dense(16, 1.0), stax.Residual(
-        stax.serial(stax.Relu(), stax.Dense(16, 1.4, 0.1)), pz.depth_mup(3)), stax.Relu(),
-                            stax.Dense(2)),
+    "residual": stax.serial(stax.Dense(16, 1.0, parameterization=pz.depth_mup()), stax.Residual(
+        stax.serial(stax.Relu(), stax.Dense(16, 1.4, 0.1, parameterization=pz.depth_mup())),
+        pz.depth_mup()), stax.Relu(), stax.Dense(2, parameterization=pz.depth_mup())),
 }
 
 

@@ -1,4 +1,5 @@
 """Symmetry, positive semi-definiteness, get semantics, jit and composition identities."""
+import dataclasses
 import collections
 
 import jax
@@ -15,11 +16,12 @@ NETS = {
     "erf_standard": stax.serial(stax.Dense(32, 1.2, 0.2, "standard"), stax.Erf(),
                                 stax.Dense(3, 1.0, 0.1, "standard")),
     "gelu_mup": stax.mlp([128, 128], stax.Gelu(), 2, parameterization="mup", W_std=1.4),
+    # ntk widths with 1/sqrt(L) branches, L = 2 blocks counted by the network.
     "residual": stax.serial(stax.Dense(32, 1.0, 0.1),
                             stax.Residual(stax.serial(stax.Relu(), stax.Dense(32, 1.4)),
-                                          pz.depth_mup(4)),
+                                          dataclasses.replace(pz.ntk(), branch_exponent=0.5)),
                             stax.Residual(stax.serial(stax.Relu(), stax.Dense(32, 1.4)),
-                                          pz.depth_mup(4)),
+                                          dataclasses.replace(pz.ntk(), branch_exponent=0.5)),
                             stax.Relu(), stax.Dense(1)),
 }
 

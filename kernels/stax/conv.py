@@ -1,0 +1,263 @@
+"""Convolution with weights shared over positions, scaled by a `Parameterization`."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+
+from kernels import parameterization as pz
+from kernels import validation
+from kernels.kernel import Requirements
+from kernels.stax import spatial_ops
+from kernels.stax.layer import DATA, Context, Layer, Path
+
+_SPATIAL_LETTERS = "ABDEFGHJKLMPQRSTUVWXYZ"  # neural-tangents' order: no N, C, I, O
+
+
+def default_dimension_numbers(n: int) -> Tuple[str, str, str]:
+  """Channels last, as neural-tangents' default: ``("NHWC", "HWIO", "NHWC")`` for n=2."""
+  sp = _SPATIAL_LETTERS[:n]
+  return ("N" + sp + "C", sp + "IO", "N" + sp + "C")
+
+
+def _int_tuple(value, name, n=None, allow_none=False):
+  if value is None and allow_none:
+    return None
+  try:
+    t = tuple(value)
+  except TypeError as e:
+    raise TypeError(f"{name} must be a sequence of positive integers, got {value!r}.") from e
+  for v in t:
+    validation.check_positive_int(v, name)
+  if not t:
+    raise ValueError(f"{name} must have at least one entry, got {value!r}.")
+  if n is not None and len(t) != n:
+    raise ValueError(f"{name} must have {n} entries (one per spatial axis), got {value!r}.")
+  return tuple(int(v) for v in t)
+
+
+def check_padding(padding) -> str:
+  if not isinstance(padding, str) or padding.upper() not in spatial_ops.PADDINGS:
+    raise ValueError(f"padding must be one of {spatial_ops.PADDINGS}, got {padding!r}.")
+  return padding.upper()
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv(Layer):
+  """Conv(out_chan, filter_shape, strides, padding, W_std, b_std, dimension_numbers,
+  parameterization): ``y = w_mult (x * W) + b_mult b`` (neural_tangents.stax.Conv).
+
+  The fan-in is ``in_channels * prod(filter_shape)`` (the receptive field), and the
+  multipliers, initial scales and learning rates follow the layer's role and the
+  parameterization exactly as for `Dense`. Kernel (Novak et al. 2019, "Bayesian Deep
+  Convolutional Networks with Many Channels", eq. 7; Arora et al. 2019, eq. 7): with
+  ``A(K)`` the window-diagonal mean of `spatial_ops.conv`,
+  ``nngp' = s_w^2 A(q) + s_b^2`` and ``ntk' = lr_w m_w^2 fan_in A(q) + lr_b m_b^2 + s_w^2 A(ntk)``.
+  ``padding``: ``"VALID"``, ``"SAME"`` or ``"CIRCULAR"`` (periodic).
+  """
+  out_chan: int
+  filter_shape: Tuple[int, ...]
+  strides: Optional[Tuple[int, ...]] = None
+  padding: str = "VALID"
+  W_std: float = 1.0
+  b_std: Optional[float] = None
+  dimension_numbers: Optional[Tuple[str, str, str]] = None
+  parameterization: Union[str, pz.Parameterization] = "ntk"
+  s: Tuple[int, int] = (1, 1)
+
+  requirements = Requirements(spatial=True)
+
+  def __post_init__(self):
+    validation.check_positive_int(self.out_chan, "out_chan")
+    fs = _int_tuple(self.filter_shape, "filter_shape")
+    object.__setattr__(self, "filter_shape", fs)
+    object.__setattr__(self, "strides",
+                       _int_tuple(self.strides, "strides", len(fs), allow_none=True)
+                       or (1,) * len(fs))
+    object.__setattr__(self, "padding", check_padding(self.padding))
+    object.__setattr__(self, "W_std", validation.check_nonnegative(self.W_std, "W_std"))
+    object.__setattr__(self, "b_std",
+                       validation.check_nonnegative(self.b_std, "b_std", allow_none=True))
+    dn = self.dimension_numbers
+    if dn is None:
+      dn = default_dimension_numbers(len(fs))
+    else:
+      if (not isinstance(dn, (tuple, list)) or len(dn) != 3
+          or not all(isinstance(d, str) for d in dn)):
+        raise ValueError(f"dimension_numbers must be three strings such as ('NHWC', 'HWIO', "
+                         f"'NHWC'), got {dn!r}.")
+      lhs, rhs, out = dn
+      sp = [c for c in lhs if c not in "NC"]
+      if (sorted(lhs) != sorted(out) or "N" not in lhs or "C" not in lhs
+          or sorted(c for c in rhs if c not in "IO") != sorted(sp) or "I" not in rhs
+          or "O" not in rhs or len(sp) != len(fs) or len(set(lhs)) != len(lhs)):
+        raise ValueError(f"dimension_numbers {dn!r} must name the batch N, channel C and "
+                         f"{len(fs)} spatial axes (filter_shape has {len(fs)}) in lhs and "
+                         "output, and the same spatial axes with I and O in the filter.")
+      dn = tuple(dn)
+    object.__setattr__(self, "dimension_numbers", dn)
+    object.__setattr__(self, "parameterization", pz.get(self.parameterization))
+    if tuple(self.s) != (1, 1):
+      raise ValueError(f"s must be (1, 1) (widths come from the parameterization), got {self.s!r}.")
+    object.__setattr__(self, "s", (1, 1))
+
+  _fast_path = False
+
+  @property
+  def _channel_axis_in(self):
+    return self._specs[0].index("C")
+
+  # ---- geometry -----------------------------------------------------------
+  @property
+  def _specs(self):
+    return self.dimension_numbers
+
+  def _filter_for(self, letters: Sequence[str]):
+    """Filter sizes and strides in the order of the given spatial letters."""
+    rhs_sp = [c for c in self._specs[1] if c not in "IO"]
+    return (tuple(self.filter_shape[rhs_sp.index(c)] for c in letters),
+            tuple(self.strides[rhs_sp.index(c)] for c in letters))
+
+  def fan_in(self, in_channels: int) -> int:
+    return in_channels * math.prod(self.filter_shape)
+
+  def scales(self, fan_in: int, path: Path, ctx: Context, optimizer: str = "sgd"):
+    role = ctx.role(path)
+    return self.parameterization.dense_scales(
+        fan_in=fan_in, fan_out=self.out_chan, is_input=role.is_input,
+        is_readout=role.is_readout, W_std=self.W_std, b_std=self.b_std, optimizer=optimizer)
+
+  def _check_spatial(self, spatial, where):
+    n = len(self.filter_shape)
+    if len(spatial) != n:
+      raise ValueError(f"Conv at {where}: filter_shape {self.filter_shape} has {n} spatial "
+                       f"axes but its input has {len(spatial)} (spatial shape {tuple(spatial)}).")
+    lhs = self._specs[0]
+    letters = [c for c in lhs if c not in "NC"]
+    fs, st = self._filter_for(letters)
+    for size, w, s, c in zip(spatial, fs, st, letters):
+      if self.padding == "VALID" and w > size:
+        raise ValueError(f"Conv at {where}: filter_shape {self.filter_shape} is larger than "
+                         f"the input's spatial shape {tuple(spatial)} with VALID padding.")
+      if s > size:
+        raise ValueError(f"Conv at {where}: strides {self.strides} are larger than the "
+                         f"input's spatial shape {tuple(spatial)}.")
+    return letters, fs, st
+
+  # ---- views --------------------------------------------------------------
+  def _flow(self, tags, path, roles):
+    if isinstance(tags, list):
+      raise ValueError("Conv expects a single input; use FanInSum or parallel after FanOut.")
+    roles[path] = roles.get(path, False) or (DATA in tags)
+    return frozenset([path])
+
+  def _out_shape(self, shape):
+    lhs, rhs, out = self._specs
+    if len(shape) != len(lhs):
+      raise ValueError(f"Conv expects inputs with {len(lhs)} axes ({lhs}), got shape {shape}.")
+    letters = [c for c in lhs if c not in "NC"]
+    self._check_spatial([shape[lhs.index(c)] for c in letters], "its input")
+    sizes = {"N": shape[lhs.index("N")], "C": self.out_chan}
+    fs, st = self._filter_for(letters)
+    for c, w, s in zip(letters, fs, st):
+      sizes[c] = spatial_ops.out_size(shape[lhs.index(c)], w, s, self.padding)
+    return tuple(sizes[c] for c in out)
+
+  def _shape(self, shape, path):
+    return self._out_shape(tuple(shape))
+
+  def _w_shape(self, in_channels):
+    rhs = self._specs[1]
+    rhs_sp = [c for c in rhs if c not in "IO"]
+    it = {c: w for c, w in zip(rhs_sp, self.filter_shape)}
+    it.update(I=in_channels, O=self.out_chan)
+    return tuple(it[c] for c in rhs)
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    shape = tuple(shape)
+    out = self._out_shape(shape)
+    c_in = shape[self._specs[0].index("C")]
+    s = self.scales(self.fan_in(c_in), path, ctx)
+    kw, kb = jax.random.split(key)
+    W = sampler(kw, path, "W", self._w_shape(c_in), s.w_init, dtype)
+    b = None if self.b_std is None else sampler(kb, path, "b", (self.out_chan,), s.b_init, dtype)
+    return out, (W, b)
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    W, b = params
+    lhs, rhs, out = self._specs
+    c_in = W.shape[rhs.index("I")]
+    if x.ndim != len(lhs) or x.shape[lhs.index("C")] != c_in:
+      raise ValueError(f"inputs of shape {x.shape} do not fit the Conv at {path}: it expects "
+                       f"{len(lhs)} axes ({lhs}) with {c_in} channels.")
+    s = self.scales(self.fan_in(c_in), path, ctx)
+    pad = self.padding
+    rhs_sp = [c for c in rhs if c not in "IO"]
+    if pad == "CIRCULAR":
+      widths = [(0, 0)] * x.ndim
+      for c, w, st in zip(rhs_sp, self.filter_shape, self.strides):
+        a = lhs.index(c)
+        widths[a] = spatial_ops.pads(x.shape[a], w, st, "SAME")
+      x = jnp.pad(x, widths, mode="wrap")
+      pad = "VALID"
+    y = jax.lax.conv_general_dilated(x, W, self.strides, pad, dimension_numbers=(lhs, rhs, out))
+    y = s.w_mult * y
+    if b is not None:
+      shape = [1] * y.ndim
+      shape[out.index("C")] = self.out_chan
+      y = y + s.b_mult * b.reshape(shape)
+    if probes is not None:
+      y = y + probes[path]
+    return y
+
+  def _kernel(self, k, path, ctx):
+    if isinstance(k, list):
+      raise ValueError("Conv expects a single input kernel.")
+    if not k.spatial:
+      raise ValueError(f"Conv at {path} needs inputs with spatial axes (n, *spatial, "
+                       "channels); its input has none (after Flatten or global pooling?).")
+    lhs, _, out = self._specs
+    letters, fs, st = self._check_spatial(k.spatial, path)
+    fan_in = self.fan_in(k.width)
+    s = self.scales(fan_in, path, ctx)
+    full = not k.diagonal_spatial
+    conv = lambda m, b: spatial_ops.conv(m, b, full, fs, st, self.padding)
+    var_w = (s.w_mult * s.w_init) ** 2 * fan_in
+    var_b = 0.0 if self.b_std is None else (s.b_mult * s.b_init) ** 2
+    u = conv(k.nngp, 2)
+    nngp = var_w * u + var_b
+    ntk = None
+    if k.ntk is not None:
+      ntk = (s.w_lr * s.w_mult ** 2 * fan_in) * u + var_w * conv(k.ntk, 2)
+      if self.b_std is not None:
+        ntk = ntk + s.b_lr * s.b_mult ** 2
+    cov1 = var_w * conv(k.cov1, 1) + var_b
+    cov2 = cov1 if k.x1_is_x2 else var_w * conv(k.cov2, 1) + var_b
+    spatial = tuple(spatial_ops.out_size(n, w, t, self.padding)
+                    for n, w, t in zip(k.spatial, fs, st))
+    out_letters = [c for c in out if c not in "NC"]
+    if out_letters != letters:  # the finite layer reorders spatial axes: so does the kernel
+      perm = [letters.index(c) for c in out_letters]
+      nngp, ntk, cov1, cov2 = (_permute_positions(m, b, perm, full) for m, b in
+                               ((nngp, 2), (ntk, 2), (cov1, 1), (cov2, 1)))
+      spatial = tuple(spatial[p] for p in perm)
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.out_chan,
+                     is_gaussian=True, source=path, spatial=spatial)
+
+  def _lr(self, params, path, ctx, optimizer):
+    W, b = params
+    fan_in = W.size // self.out_chan
+    s = self.scales(fan_in, path, ctx, optimizer)
+    return (s.w_lr, None if b is None else s.b_lr)
+
+
+def _permute_positions(m, batch_ndim, perm, full):
+  if m is None or m.ndim == 0:
+    return m
+  axes = list(range(batch_ndim))
+  for p in perm:
+    axes += [batch_ndim + 2 * p, batch_ndim + 2 * p + 1] if full else [batch_ndim + p]
+  return jnp.transpose(m, axes)

@@ -1,0 +1,238 @@
+"""Pooling and flattening: AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kernels.kernel import Requirements
+from kernels.stax import spatial_ops
+from kernels.stax.conv import _int_tuple, check_padding
+from kernels.stax.layer import Layer
+
+
+def _check_axes(batch_axis, channel_axis, name):
+  if batch_axis != 0:
+    raise ValueError(f"{name}: batch_axis must be 0, got {batch_axis!r}.")
+  if channel_axis != -1:
+    raise ValueError(f"{name}: channel_axis must be -1 (channels last), got {channel_axis!r}.")
+
+
+def _spatial_of(shape, name, path):
+  if len(shape) < 3:
+    raise ValueError(f"{name} at {path} needs inputs with spatial axes (n, *spatial, channels), "
+                     f"got shape {tuple(shape)}.")
+  return tuple(shape[1:-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pool(Layer):
+  """Window pooling over the spatial axes of ``(n, *spatial, channels)`` inputs."""
+  window_shape: Tuple[int, ...]
+  strides: Optional[Tuple[int, ...]] = None
+  padding: str = "VALID"
+  normalize_edges: bool = False
+  batch_axis: int = 0
+  channel_axis: int = -1
+
+  average = True
+  name = "Pool"
+  requirements = Requirements(full_spatial=True, spatial=True)
+
+  def __post_init__(self):
+    ws = _int_tuple(self.window_shape, "window_shape")
+    object.__setattr__(self, "window_shape", ws)
+    object.__setattr__(self, "strides",
+                       _int_tuple(self.strides, "strides", len(ws), allow_none=True)
+                       or (1,) * len(ws))
+    object.__setattr__(self, "padding", check_padding(self.padding))
+    if not isinstance(self.normalize_edges, bool):
+      raise TypeError(f"normalize_edges must be a bool, got {self.normalize_edges!r}.")
+    _check_axes(self.batch_axis, self.channel_axis, self.name)
+
+  def _check(self, spatial, path):
+    if len(spatial) != len(self.window_shape):
+      raise ValueError(f"{self.name} at {path}: window_shape {self.window_shape} has "
+                       f"{len(self.window_shape)} spatial axes, its input has {len(spatial)} "
+                       f"(spatial shape {tuple(spatial)}).")
+    for n, w, s in zip(spatial, self.window_shape, self.strides):
+      if self.padding == "VALID" and w > n:
+        raise ValueError(f"{self.name} at {path}: window_shape {self.window_shape} is larger "
+                         f"than the input's spatial shape {tuple(spatial)} with VALID padding.")
+      if s > n:
+        raise ValueError(f"{self.name} at {path}: strides {self.strides} are larger than the "
+                         f"input's spatial shape {tuple(spatial)}.")
+
+  def _shape(self, shape, path):
+    spatial = _spatial_of(shape, self.name, path)
+    self._check(spatial, path)
+    out = tuple(spatial_ops.out_size(n, w, s, self.padding)
+                for n, w, s in zip(spatial, self.window_shape, self.strides))
+    return (shape[0],) + out + (shape[-1],)
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    return self._shape(tuple(shape), path), ()
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    spatial = _spatial_of(x.shape, self.name, path)
+    self._check(spatial, path)
+    dims = (1,) + self.window_shape + (1,)
+    strides = (1,) + self.strides + (1,)
+    pads = [(0, 0)] + [spatial_ops.pads(n, w, s, self.padding) for n, w, s in
+                       zip(spatial, self.window_shape, self.strides)] + [(0, 0)]
+    if self.padding == "CIRCULAR":
+      x = jnp.pad(x, pads, mode="wrap")
+      pads = [(0, 0)] * x.ndim
+    y = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, dims, strides, pads)
+    if not self.average:
+      return y
+    if self.normalize_edges and self.padding == "SAME":
+      ones = jnp.ones((1,) + spatial + (1,), x.dtype)
+      counts = jax.lax.reduce_window(ones, jnp.zeros((), x.dtype), jax.lax.add, dims, strides,
+                                     pads)
+      return y / counts
+    return y / math.prod(self.window_shape)
+
+  def _kernel(self, k, path, ctx):
+    if isinstance(k, list):
+      raise ValueError(f"{self.name} expects a single input kernel.")
+    if not k.spatial:
+      raise ValueError(f"{self.name} at {path} needs inputs with spatial axes (n, *spatial, "
+                       "channels); its input has none.")
+    self._check(k.spatial, path)
+    full = not k.diagonal_spatial
+    pool = lambda m, b: spatial_ops.pool(m, b, full, self.window_shape, self.strides,
+                                         self.padding, self.average, self.normalize_edges)
+    spatial = tuple(spatial_ops.out_size(n, w, s, self.padding)
+                    for n, w, s in zip(k.spatial, self.window_shape, self.strides))
+    cov1 = pool(k.cov1, 1)
+    return k.replace(nngp=pool(k.nngp, 2), ntk=pool(k.ntk, 2), cov1=cov1,
+                     cov2=cov1 if k.x1_is_x2 else pool(k.cov2, 1), spatial=spatial)
+
+
+class AvgPoolLayer(_Pool):
+  name = "AvgPool"
+
+
+class SumPoolLayer(_Pool):
+  name = "SumPool"
+  average = False
+
+
+def AvgPool(window_shape, strides=None, padding: str = "VALID",  # pylint: disable=invalid-name
+            normalize_edges: bool = False, batch_axis: int = 0,
+            channel_axis: int = -1) -> AvgPoolLayer:
+  """Average pooling (neural_tangents.stax.AvgPool); kernel: the window-pair mean (Novak et al. 2019, Sec. 3.1).
+
+  ``normalize_edges``: with SAME padding divide by the number of non-padded entries of
+  each window instead of its size. ``strides=None`` means 1.
+  """
+  return AvgPoolLayer(window_shape, strides, padding, normalize_edges, batch_axis,
+                      channel_axis)
+
+
+def SumPool(window_shape, strides=None, padding: str = "VALID",  # pylint: disable=invalid-name
+            batch_axis: int = 0, channel_axis: int = -1) -> SumPoolLayer:
+  """Sum pooling (neural_tangents.stax.SumPool)."""
+  return SumPoolLayer(window_shape, strides, padding, False, batch_axis, channel_axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalPoolLayer(Layer):
+  """Mean (or sum) over every spatial axis; the spatial axes are removed."""
+  average: bool = True
+  batch_axis: int = 0
+  channel_axis: int = -1
+
+  requirements = Requirements(full_spatial=True, spatial=True)
+  _drops_spatial = True
+
+  @property
+  def name(self):
+    return "GlobalAvgPool" if self.average else "GlobalSumPool"
+
+  def __post_init__(self):
+    _check_axes(self.batch_axis, self.channel_axis, self.name)
+
+  def _shape(self, shape, path):
+    _spatial_of(shape, self.name, path)
+    return (shape[0], shape[-1])
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    return self._shape(tuple(shape), path), ()
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    _spatial_of(x.shape, self.name, path)
+    axes = tuple(range(1, x.ndim - 1))
+    return jnp.mean(x, axes) if self.average else jnp.sum(x, axes)
+
+  def _kernel(self, k, path, ctx):
+    """The mean over all position pairs (Novak et al. 2019, Sec. 3.1; Arora et al. 2019, eq. 8)."""
+    if isinstance(k, list):
+      raise ValueError(f"{self.name} expects a single input kernel.")
+    if not k.spatial:
+      raise ValueError(f"{self.name} at {path} needs inputs with spatial axes (n, *spatial, "
+                       "channels); its input has none.")
+    if k.diagonal_spatial:
+      raise ValueError(f"{self.name} at {path} needs the full spatial covariance.")
+    f = lambda m, b: spatial_ops.spatial_mean(m, b, self.average)
+    cov1 = f(k.cov1, 1)
+    return k.replace(nngp=f(k.nngp, 2), ntk=f(k.ntk, 2), cov1=cov1,
+                     cov2=cov1 if k.x1_is_x2 else f(k.cov2, 1), spatial=(),
+                     diagonal_spatial=False)
+
+
+def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> GlobalPoolLayer:  # pylint: disable=invalid-name
+  """Global average pooling (neural_tangents.stax.GlobalAvgPool)."""
+  return GlobalPoolLayer(True, batch_axis, channel_axis)
+
+
+def GlobalSumPool(batch_axis: int = 0, channel_axis: int = -1) -> GlobalPoolLayer:  # pylint: disable=invalid-name
+  """Global sum pooling (neural_tangents.stax.GlobalSumPool)."""
+  return GlobalPoolLayer(False, batch_axis, channel_axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlattenLayer(Layer):
+  """All non-batch axes as one feature axis."""
+  batch_axis: int = 0
+  batch_axis_out: int = 0
+
+  _drops_spatial = True
+
+  def __post_init__(self):
+    if self.batch_axis != 0 or self.batch_axis_out not in (0, -2):
+      raise ValueError(f"Flatten: batch_axis and batch_axis_out must be 0, got "
+                       f"{self.batch_axis!r} and {self.batch_axis_out!r}.")
+
+  def _shape(self, shape, path):
+    return (shape[0], int(np.prod(shape[1:])))
+
+  def _init(self, key, shape, path, ctx, sampler, dtype):
+    return self._shape(tuple(shape), path), ()
+
+  def _apply(self, params, x, path, ctx, probes=None, record=None):
+    return x.reshape(x.shape[0], -1)
+
+  def _kernel(self, k, path, ctx):
+    """The mean over positions of the equal-position covariances (Novak et al. 2019, Sec. 3.1)."""
+    if isinstance(k, list):
+      raise ValueError("Flatten expects a single input kernel.")
+    if not k.spatial:
+      return k
+    n, full = len(k.spatial), not k.diagonal_spatial
+    f = lambda m, b: spatial_ops.trace_mean(m, b, n, full)
+    cov1 = f(k.cov1, 1)
+    return k.replace(nngp=f(k.nngp, 2), ntk=f(k.ntk, 2), cov1=cov1,
+                     cov2=cov1 if k.x1_is_x2 else f(k.cov2, 1), spatial=(),
+                     diagonal_spatial=False, width=k.width * math.prod(k.spatial),
+                     is_gaussian=False)
+
+
+def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> FlattenLayer:  # pylint: disable=invalid-name
+  """Flattens all non-batch axes (neural_tangents.stax.Flatten)."""
+  return FlattenLayer(batch_axis, batch_axis_out)
