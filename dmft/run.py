@@ -20,12 +20,12 @@ import tqdm
 
 from dmft import convergence
 from dmft import data as data_lib
-from dmft import deep
 from dmft import ensembles
+from dmft import network as netlib
+from dmft import solver
 from kernels import program
 from kernels import runs as io
 from dmft import plots
-from dmft import two_layer
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "configs")
@@ -71,21 +71,24 @@ def validate_config(cfg):
                      f"{list(cfg.gamma_sweep)!r}")
 
 
+def network(cfg, gamma0=None):
+  """The one kernels.stax network of the experiment: the DMFT, the ensembles of every
+  width and the lazy kernel are views of it."""
+  return netlib.build(max(cfg.widths) if cfg.widths else 1,
+                      depth=1 if cfg.solver == "two_layer" else cfg.depth,
+                      activation=cfg.activation,
+                      gamma0=cfg.gamma0 if gamma0 is None else gamma0,
+                      residual=cfg.solver == "residual")
+
+
 def solve_theory(cfg, x, y, xt, yt, gamma0=None, n_samples=None):
-  """The DMFT solution named by the config."""
-  gamma0 = cfg.gamma0 if gamma0 is None else gamma0
-  n_samples = cfg.n_samples if n_samples is None else n_samples
-  common = dict(activation=cfg.activation, gamma0=gamma0, lr=cfg.lr,
-                steps=cfg.steps, n_samples=n_samples, seed=cfg.seed,
-                X_test=xt, y_test=yt)
-  if cfg.solver == "two_layer":
-    return two_layer.solve_two_layer(x, y, **common)
-  if cfg.solver in ("deep", "residual"):
-    return deep.solve_deep(x, y, depth=cfg.depth,
-                           residual=cfg.solver == "residual",
-                           n_response=cfg.get("n_response", 256), **common)
-  raise ValueError(f"config.solver must be one of {SOLVERS}, got "
-                   f"{cfg.solver!r}")
+  """`dmft.solve` of the config's network."""
+  options = dict(n_samples=cfg.n_samples if n_samples is None else n_samples,
+                 seed=cfg.seed)
+  if cfg.solver != "two_layer":
+    options["n_response"] = cfg.get("n_response", 256)
+  return solver.solve(network(cfg, gamma0), x, y, lr=cfg.lr, steps=cfg.steps,
+                      X_test=xt, y_test=yt, **options)
 
 
 def _result_arrays(r):
@@ -109,7 +112,6 @@ def run(cfg, out):
     io.write_jsonl(metrics_path, list(records.values()))
 
   x, y, xt, yt = data_lib.synthetic(**cfg.data.to_dict())
-  depth = 1 if cfg.solver == "two_layer" else cfg.depth
   split_pairs = cfg.get("split_pairs", 0) if cfg.solver == "two_layer" else 0
   stages = ["dmft"] + [f"width_{n}" for n in cfg.widths] + [
       f"split_{n}" for n in (cfg.widths if split_pairs else [])] + [
@@ -132,10 +134,8 @@ def run(cfg, out):
     elif stage.startswith("width_"):
       n = int(stage.split("_")[1])
       e = ensembles.train_ensemble(
-          x, y, width=n, n_seeds=cfg.n_seeds, seed=cfg.seed, steps=cfg.steps,
-          lr=cfg.lr, X_test=xt, y_test=yt, gamma0=cfg.gamma0,
-          activation=cfg.activation, depth=depth,
-          residual=cfg.solver == "residual")
+          network(cfg), x, y, width=n, n_seeds=cfg.n_seeds, seed=cfg.seed,
+          steps=cfg.steps, lr=cfg.lr, X_test=xt, y_test=yt)
       arrays = dict(loss=e.loss, f_train=e.f_train, f_test=e.f_test,
                     test_loss=e.test_loss, ntk_initial=e.ntk_initial,
                     ntk_final=e.ntk_final)
@@ -145,8 +145,8 @@ def run(cfg, out):
     elif stage.startswith("split_"):
       n = int(stage.split("_")[1])
       sp = ensembles.train_split_pairs(
-          x, y, width=n, n_pairs=split_pairs, seed=cfg.seed + 1, steps=cfg.steps,
-          lr=cfg.lr, gamma0=cfg.gamma0, activation=cfg.activation)
+          network(cfg), x, y, width=n, n_pairs=split_pairs, seed=cfg.seed + 1,
+          steps=cfg.steps, lr=cfg.lr)
       arrays = dict(loss_a=sp.loss_a, loss_b=sp.loss_b, loss_union=sp.loss_union)
       io.write_npz(cache, **arrays)
       record(stage, width=n, bias_difference=float(sp.difference.mean()))
