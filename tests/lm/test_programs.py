@@ -84,3 +84,24 @@ def test_programs_report_bad_settings_in_one_line(tmp_path):
   r = subprocess.run([sys.executable, "-m", "lm.transfer", "--axis=height"], cwd=ROOT,
                      capture_output=True, text=True, timeout=120)
   assert r.returncode == 1 and "--axis must be one of" in r.stderr
+
+
+def test_ladder_and_transfer_checks_name_the_field():
+  from lm import ladder, transfer  # pylint: disable=g-import-not-at-top
+  from lm.configs import ladder as ladder_cfg, transfer_depth  # pylint: disable=g-import-not-at-top
+  c = ladder_cfg.get_config()
+  c.sizes = ((8, 1), (12, 1))
+  with pytest.raises(ValueError, match="config.sizes needs at least six"):
+    ladder.check(c)
+  c = ladder_cfg.get_config()
+  c.train.data.kind = "bytes"
+  with pytest.raises(ValueError, match="config.train.data.kind must be 'markov'"):
+    ladder.check(c)
+  t = transfer_depth.get_config()
+  t.lr_max_exp = t.lr_min_exp
+  with pytest.raises(ValueError, match="config.lr_max_exp"):
+    transfer.check(t)
+  t = transfer_depth.get_config()
+  t.train.model.n_heads = 5
+  with pytest.raises(ValueError, match="n_heads=5 does not divide width=64"):
+    transfer.check(t)
