@@ -183,7 +183,10 @@ def read(net) -> Architecture:
     raise _unsupported(f"its hidden layers have different widths ({sorted(widths)})")
   depth = 1 + len(hidden)
   if blocks:
-    kind, beta = "residual", float(blocks[0].multiplier)
+    # The multiplier the network applies: L**-alpha with L its number of blocks (a
+    # depth stated in the parameterization that disagrees is a ValueError).
+    kind, beta = "residual", float(blocks[0].parameterization.branch_multiplier_at(
+        len(blocks), "dmft: Residual"))
   else:
     kind, beta = ("two_layer" if depth == 1 else "deep"), 1.0
   return Architecture(
@@ -228,7 +231,7 @@ def build(width: int, *, depth: int = 1, activation=None, gamma0: float = 1.0,
   if residual:
     if depth < 2:
       raise ValueError(f"residual networks need depth >= 2 (embedding plus blocks), got {depth}.")
-    p = pz.depth_mup(depth - 1, gamma0=gamma0, branch_exponent=branch_exponent)
+    p = pz.depth_mup(gamma0=gamma0, branch_exponent=branch_exponent)  # L: the blocks
     layers = [stax.Dense(width, input_std, parameterization=p)]
     layers += [stax.Residual(stax.serial(act, stax.Dense(width, W_std, parameterization=p)),
                              parameterization=p) for _ in range(depth - 1)]

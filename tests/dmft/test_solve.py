@@ -56,6 +56,12 @@ def test_read_takes_everything_from_the_description():
   assert arch.branch_multiplier == pytest.approx(3 ** -0.5)
   wide = network.with_width(net, 256)
   assert network.read(wide) == dataclass_replace(arch, width=256)
+  stated = pz.depth_mup(9)
+  blocks = [stax.Residual(stax.serial(act, stax.Dense(8, parameterization=stated)),
+                          parameterization=stated) for _ in range(4)]
+  with pytest.raises(ValueError, match="depth=9 but the network has 4"):
+    network.read(stax.serial(stax.Dense(8, parameterization=stated), *blocks, act,
+                             stax.Dense(1, parameterization=stated)))
   lin = network.read(_mlp(stax.ABRelu(1.0, 1.0), 3))
   assert lin.linear and lin.kind == "deep" and lin.depth == 3
 
