@@ -389,6 +389,33 @@ class Server:
     np.savez(out_npz, nngp=np.asarray(k.nngp), ntk=np.asarray(k.ntk))
     return out_npz
 
+  # -- any network written as layer specs --
+  def spec_setup(self, spec, inputs_npz, dtype="float32"):
+    """Compiles ``kernel_fn`` of a layer-spec network on the stored inputs (first call timed)."""
+    x = jnp.asarray(np.load(inputs_npz)["x"], dtype)
+    _, _, kernel_fn = build(spec)
+    fn = jax.jit(kernel_fn, static_argnames=("get",))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
+    first = time.perf_counter() - t0
+    self.spec = (fn, x)
+    return dict(first_call_s=first)
+
+  def spec_time(self, repeats=1):
+    fn, x = self.spec
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
+      times.append(time.perf_counter() - t0)
+    return times
+
+  def spec_values(self, out_npz):
+    fn, x = self.spec
+    k = fn(x, None, get=("nngp", "ntk"))
+    np.savez(out_npz, nngp=np.asarray(k.nngp), ntk=np.asarray(k.ntk))
+    return out_npz
+
   # -- empirical NTK --
   def empirical_setup(self, params_npz, inputs_npz, depth, width, out_dim, W_std, b_std,
                       implementation):

@@ -165,7 +165,7 @@ def _only_dense_params(layer) -> bool:
   from kernels.stax.dense import Dense  # local import: avoids a cycle at import time
   if isinstance(layer, Dense):
     return True
-  if hasattr(layer, "W_std") or hasattr(layer, "_repeats"):
+  if hasattr(layer, "W_std") or hasattr(layer, "_repeats") or hasattr(layer, "n_chan_key"):
     return False
   return all(_only_dense_params(c) for c in layer._children())
 
@@ -250,7 +250,7 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     g = (lambda p, x: f(p, x, **dict(kw_items))) if kw_items else f
     out_ndim = len(jax.eval_shape(g, params, x1).shape)
     trace, diag = _check_axes(trace_axes, diagonal_axes, out_ndim)
-    if implementation == "structured" and _only_dense_params(f.layer):
+    if implementation == "structured" and x1.ndim == 2 and _only_dense_params(f.layer):
       return _structured_ntk(f, x1, x2, params, trace, diag, learning_rates)
     # Other layers with parameters (Conv, ...): NTK-vector products, same values.
     lrs = _lr_leaves(params, learning_rates)

@@ -71,6 +71,10 @@ def _walk(params, path=()):
       yield from _walk(p, path + (i,))
 
 
+def _has_attention(layer: Layer) -> bool:
+  return hasattr(layer, "n_chan_key") or any(_has_attention(c) for c in layer._children())
+
+
 def _has_repeat(layer: Layer) -> bool:
   return hasattr(layer, "_repeats") or any(_has_repeat(c) for c in layer._children())
 
@@ -80,6 +84,9 @@ def to_flax_params(net: Layer, params: Any) -> dict:
   if _has_repeat(net):
     raise ValueError("to_flax_params: networks with repeat(...) store stacked parameters; "
                      "initialise the Flax module directly (its parameters are W_r<i>_<path>).")
+  if _has_attention(net):
+    raise ValueError("to_flax_params: GlobalSelfAttention parameters are not (W, b) pairs; "
+                     "initialise the Flax module directly and read it with from_flax_params.")
   out = {}
   for path, (W, b) in _walk(params):
     out[_name("W", path)] = W

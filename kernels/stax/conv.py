@@ -108,7 +108,8 @@ class Conv(Layer):
 
   @property
   def _channel_axis_in(self):
-    return self._specs[0].index("C")
+    lhs = self._specs[0]
+    return -1 if lhs[-1] == "C" else lhs.index("C")
 
   # ---- geometry -----------------------------------------------------------
   @property

@@ -533,7 +533,7 @@ def spatial_plan(layer: Layer, diagonal_out: bool):
   it only where it is needed (neural-tangents' ``Diagonal`` requirements, as data).
   """
   units = tuple(layer._units(()))
-  need = not diagonal_out
+  need = not diagonal_out and not any(u._drops_spatial for u, _ in units)
   full = []
   for unit, _ in reversed(units):
     if unit._drops_spatial:

@@ -87,12 +87,12 @@ class _Pool(Layer):
     if self.padding == "CIRCULAR":
       x = jnp.pad(x, pads, mode="wrap")
       pads = [(0, 0)] * x.ndim
-    y = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, dims, strides, pads)
+    y = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, dims, strides, pads)
     if not self.average:
       return y
     if self.normalize_edges and self.padding == "SAME":
       ones = jnp.ones((1,) + spatial + (1,), x.dtype)
-      counts = jax.lax.reduce_window(ones, jnp.zeros((), x.dtype), jax.lax.add, dims, strides,
+      counts = jax.lax.reduce_window(ones, np.zeros((), x.dtype), jax.lax.add, dims, strides,
                                      pads)
       return y / counts
     return y / math.prod(self.window_shape)

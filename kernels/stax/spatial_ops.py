@@ -102,7 +102,7 @@ def pool(x: Optional[jax.Array], batch_ndim: int, full: bool, windows: Sequence[
     else:
       for a in axes:
         pd[a] = pad
-    x = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, dims, st, pd)
+    x = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, dims, st, pd)
     if average:
       if normalize_edges and padding == "SAME":
         counts = _window_counts(size, w, s, padding)
