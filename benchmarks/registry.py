@@ -12,4 +12,5 @@ CASES = (
     "dmft_speed",         # two-layer and deep DMFT, cold and warm, vs the reference algorithm
     "scaling_fit_speed",  # Chinchilla approach-3 grid fit vs a SciPy L-BFGS-B loop, every start timed
     "compile_speed",      # first call against depth
+    "lm_speed",           # transformer training tokens/s and FLOP utilisation
 )

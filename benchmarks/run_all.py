@@ -10,7 +10,8 @@ it compares with neural-tangents, keeps the reference process alive beside it so
 that the two are timed in alternation. The run folder (``--out``, default
 runs/bench_<suite>_<UTC time>) gets config.json, metrics.jsonl (one record per
 case), <case>.json, results.json (all cases), RESULTS.md (the table), ratios.png
-and summary.md; tracked files change only with ``--write_table``.
+and summary.md; tracked files change only with ``--write_table``. A rerun into the
+same folder with ``--only`` replaces those cases and keeps the others' results.
 """
 import json
 import os
@@ -77,7 +78,10 @@ def run(suite: str, out: str, only=(), reference: bool = True, write_table: bool
     if rc != 0 or not (rd.path / f"{name}.json").exists():
       failed[name] = f"exit status {rc}"
     rd.append(dict(key=name, exit_status=rc, seconds=round(seconds, 1)))
-  results = [json.loads((rd.path / f"{n}.json").read_text()) for n in names if n not in failed]
+  # The table holds every registered case with results in this folder: a rerun with
+  # --only replaces those cases and keeps the others.
+  kept = [n for n in registry.CASES if n not in failed and (rd.path / f"{n}.json").exists()]
+  results = [json.loads((rd.path / f"{n}.json").read_text()) for n in kept]
   rd.write_json("results.json", dict(suite=suite, cases=results, failed=failed))
   text = table.markdown(results, suite, failed)
   rd.write_text("RESULTS.md", text)
