@@ -237,7 +237,7 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
     n1 = a.shape[0]
     n2 = n1 if b is None else b.shape[0]
     d = len(devs)
-    tile = batch_size or max(n1, n2)
+    tile = min(batch_size or max(n1, n2), max(n1, n2))  # no padding beyond the inputs
     tile = -(-tile // d) * d
     t1, t2 = -(-n1 // tile), -(-n2 // tile)
     ap = _pad_rows(a, t1 * tile)
