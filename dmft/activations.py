@@ -16,18 +16,23 @@ import jax.numpy as jnp
 from kernels import stax
 from kernels.stax import elementwise
 
+# Gauss-Hermite points of the named activations without a closed form: at 25 points
+# (the stax default) tanh's NTK of a unit-variance input is off by 2.6e-4 relative, at
+# 48 it agrees with 200 points to 2e-9.
+QUADRATURE_DEG = 48
+
 _NAMED = {
     "relu": stax.Relu,
     "erf": stax.Erf,
     "gelu": stax.Gelu,
-    "tanh": stax.Tanh,
+    "tanh": lambda: stax.Tanh(deg=QUADRATURE_DEG),
     "abs": stax.Abs,
     "linear": lambda: stax.ABRelu(1.0, 1.0),
     "identity": lambda: stax.ABRelu(1.0, 1.0),
     "leaky_relu": lambda: stax.LeakyRelu(0.01),
-    "sigmoid": lambda: stax.ElementwiseNumerical(jax.nn.sigmoid),
-    "softplus": lambda: stax.ElementwiseNumerical(jax.nn.softplus),
-    "sin": lambda: stax.ElementwiseNumerical(jnp.sin),
+    "sigmoid": lambda: stax.ElementwiseNumerical(jax.nn.sigmoid, deg=QUADRATURE_DEG),
+    "softplus": lambda: stax.ElementwiseNumerical(jax.nn.softplus, deg=QUADRATURE_DEG),
+    "sin": lambda: stax.ElementwiseNumerical(jnp.sin, deg=QUADRATURE_DEG),
 }
 
 
@@ -52,7 +57,7 @@ def layer(activation) -> elementwise.Elementwise:
   if isinstance(activation, stax.Layer):
     raise ValueError(f"activation must be an elementwise layer, got {type(activation).__name__}.")
   if callable(activation):
-    return stax.ElementwiseNumerical(activation)
+    return stax.ElementwiseNumerical(activation, deg=QUADRATURE_DEG)
   raise TypeError("activation must be a name, a stax activation layer or a callable; got "
                   f"{type(activation).__name__}.")
 
