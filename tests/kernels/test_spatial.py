@@ -181,8 +181,16 @@ def test_repeat_equals_serial():
   with jax.enable_x64(True):
     x = x.astype(jnp.float64)
     ka, kb = a.kernel_fn(x, None, ("nngp", "ntk")), b.kernel_fn(x, None, ("nngp", "ntk"))
-  np.testing.assert_allclose(ka.nngp, kb.nngp, rtol=1e-12)
-  np.testing.assert_allclose(ka.ntk, kb.ntk, rtol=1e-12)
+    np.testing.assert_allclose(ka.nngp, kb.nngp, rtol=1e-12)
+    np.testing.assert_allclose(ka.ntk, kb.ntk, rtol=1e-12)
+    p = dataclasses.replace(pz.ntk(), branch_exponent=0.5)  # residual blocks counted inside
+    res = stax.serial(stax.Relu(), stax.Conv(6, (3, 3), padding="SAME", W_std=1.3))
+    c = stax.serial(head, stax.repeat(stax.Residual(res, p), 3), stax.GlobalAvgPool(),
+                    stax.Dense(1))
+    d = stax.serial(head, *[stax.Residual(res, p)] * 3, stax.GlobalAvgPool(), stax.Dense(1))
+    assert c.context().num_residual == d.context().num_residual == 3
+    np.testing.assert_allclose(c.kernel_fn(x, None, "ntk"), d.kernel_fn(x, None, "ntk"),
+                               rtol=1e-12)
 
 
 def _compile_seconds(net, x):
@@ -269,7 +277,7 @@ def test_residual_cnn_kernels_converge_in_depth(alpha):
     block = stax.serial(stax.Relu(), stax.Conv(4, (3, 3), padding="SAME", W_std=1.4,
                                                b_std=0.1))
     return stax.serial(stax.Conv(4, (3, 3), padding="SAME", W_std=1.2),
-                       *[stax.Residual(block, p) for _ in range(blocks)], stax.Relu(),
+                       stax.repeat(stax.Residual(block, p), blocks), stax.Relu(),
                        stax.GlobalAvgPool(), stax.Dense(1))
 
   with jax.enable_x64(True):
