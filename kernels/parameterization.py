@@ -249,6 +249,9 @@ def transformer_scales(p: Parameterization, role: str, *, width: int, fan_in: in
     s = RoleScales(1.0, 1.0 if role == "norm" else 0.0, d.b_lr,
                    1.0 if is_readout else width ** (-e_stream))
   if in_branch and p.branch_exponent > 0:
+    if p.depth is None:
+      raise ValueError(f"{p.name}: residual-branch scales need the number of blocks; state "
+                       "it as depth_mup(L) (the transformer's config does).")
     alpha, depth = p.branch_exponent, float(p.depth)
     lr_depth = depth ** (alpha - 1 if optimizer == "adam" else 2 * alpha - 1)
     s = s._replace(lr=s.lr * lr_depth, eps=s.eps * depth ** (-alpha))
