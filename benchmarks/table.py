@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from benchmarks import harness
+from kernels import runs as runs_lib
 
 
 def _load(results: Sequence[dict]) -> str:
@@ -63,15 +64,12 @@ def markdown(results: Sequence[dict], suite: str, failed: dict) -> str:
 
 def figure(results: Sequence[dict], path) -> None:
   """Ratio reference / ours of every row that has one, on a log axis, with its target."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from kernels import runs  # pylint: disable=g-import-not-at-top
   items = [(f"{res['case']}: {r['what']}", r["ratio"], r["target"])
            for res in results for r in res["rows"] if r["ratio"] is not None]
   if not items:
     return
-  fig, ax = plt.subplots(figsize=(8, 0.4 * len(items) + 1.2))
+  fig, ax = runs_lib.figure(figsize=(8, 0.4 * len(items) + 1.2))
   ys = range(len(items))
   ax.barh(list(ys), [v for _, v, _ in items], color="tab:blue", label="reference / ours")
   for y, (_, _, t) in zip(ys, items):
@@ -85,4 +83,3 @@ def figure(results: Sequence[dict], path) -> None:
   ax.set_xlabel("speed ratio, reference time / our time (log scale; > 1: ours faster)")
   ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   runs.save_figure(fig, path)
-  plt.close(fig)

@@ -1,8 +1,6 @@
 """Figures of DMFT runs: theory against finite-width networks."""
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 import numpy as np
 
@@ -13,8 +11,8 @@ from kernels import slopes
 
 def theory_vs_width(theory, ensembles, path):
   """Loss curves of the DMFT and the ensemble means of each width."""
-  fig, ax = plt.subplots(figsize=(5, 3.6))
-  cmap = plt.get_cmap("viridis")
+  fig, ax = io.figure(figsize=(5, 3.6))
+  cmap = matplotlib.colormaps["viridis"]
   for i, e in enumerate(ensembles):
     m, s = e.loss.mean(0), e.loss.std(0)
     t = np.arange(m.size)
@@ -28,7 +26,6 @@ def theory_vs_width(theory, ensembles, path):
   ax.set_ylabel("train loss")
   ax.legend(fontsize=7)
   io.save_figure(fig, path)
-  plt.close(fig)
 
 
 def _width_ticks(ax, widths):
@@ -45,7 +42,7 @@ def width_scaling(conv, path, split=None):
 
   `split` (a `convergence.SplitBias`) adds the split-pair bias differences.
   """
-  fig, ax = plt.subplots(figsize=(5, 3.6))
+  fig, ax = io.figure(figsize=(5, 3.6))
   for name, marker in (("loss_spread", "o"), ("f_msd", "s"),
                        ("loss_bias", "^"), ("ntk_spread", "d")):
     v = getattr(conv, name)
@@ -67,7 +64,6 @@ def width_scaling(conv, path, split=None):
   _width_ticks(ax, conv.widths)
   ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   io.save_figure(fig, path)
-  plt.close(fig)
 
 
 def lazy_to_rich(sweep, y, path):
@@ -75,7 +71,7 @@ def lazy_to_rich(sweep, y, path):
   gammas = sorted(sweep)
   align = [convergence.kernel_alignment(sweep[g]["ntk"][-1], y)
            for g in gammas]
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+  fig, axes = io.figure(1, 2, figsize=(9, 3.4), layout="constrained")
   axes[0].semilogx(gammas, align, "o-")
   axes[0].set_xlabel("richness gamma0")
   axes[0].set_ylabel("alignment of final NTK with yy^T")
@@ -86,4 +82,3 @@ def lazy_to_rich(sweep, y, path):
     axes[1].set_ylabel("test loss, mean (f - y)^2 / 2")
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   io.save_figure(fig, path)
-  plt.close(fig)

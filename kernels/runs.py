@@ -97,6 +97,18 @@ def read_npz(path) -> dict:
     return {k: z[k] for k in z.files}
 
 
+def figure(nrows: int = 1, ncols: int = 1, **kwargs):
+  """A figure and its axes made outside pyplot (``Figure.subplots``).
+
+  Drawing needs no display and never switches the matplotlib backend, so a notebook
+  that imports a plotting module keeps showing its figures; nothing is left open.
+  ``figsize``, ``dpi`` and ``layout`` go to the figure, the rest to ``subplots``.
+  """
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(**{k: kwargs.pop(k) for k in ("figsize", "dpi", "layout") if k in kwargs})
+  return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def save_figure(fig, path) -> None:
   import io
   buf = io.BytesIO()

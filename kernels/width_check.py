@@ -186,13 +186,10 @@ def summarise(records, parameterizations, widths) -> dict:
 
 
 def plot(rd: runs.RunDir, summary: dict) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   titles = {"nngp_err": "NNGP at init\n|K_N - K| / |K|", "ntk_err": "NTK at init\n|T_N - T| / |T|",
             "ntk_change": "NTK change in training\n|T_t - T_0| / |T_0|",
             "lin_dist": "test outputs vs linearised GD\n|f_t - f_lin| / |f_lin|"}
-  fig, axes = plt.subplots(1, 4, figsize=(18, 4.4), layout="constrained")
+  fig, axes = runs.figure(1, 4, figsize=(18, 4.4), layout="constrained")
   for ax, q in zip(axes, RATES):
     for p, e in summary.items():
       ws = np.asarray(e["widths"])
@@ -205,15 +202,13 @@ def plot(rd: runs.RunDir, summary: dict) -> None:
     ax.set_title(titles[q], fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
   rd.save_figure(fig, "rates.png")
-  plt.close(fig)
-  fig, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4), squeeze=False)
+  fig, axes = runs.figure(1, len(summary), figsize=(6 * len(summary), 4), squeeze=False)
   for ax, (p, e) in zip(axes[0], summary.items()):
     for w, c in zip(e["widths"], e["loss_curves"]):
       ax.plot(c, label=f"N={w}")
     ax.set(yscale="log", xlabel="step", ylabel="train loss", title=f"{p}: training loss")
     ax.legend(fontsize=8)
   rd.save_figure(fig, "loss_curves.png")
-  plt.close(fig)
 
 
 def summary_markdown(config, summary, lr) -> str:

@@ -120,12 +120,9 @@ def run(cfg, out):
 
 
 def _plot(results, cfg, widths, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   ps = list(cfg.parameterizations)
   layers = list(results[(ps[0], widths[0])])
-  fig, axes = plt.subplots(len(ps), cfg.steps + 1, figsize=(3.2 * (cfg.steps + 1), 3 * len(ps)),
+  fig, axes = io.figure(len(ps), cfg.steps + 1, figsize=(3.2 * (cfg.steps + 1), 3 * len(ps)),
                            squeeze=False, sharey="row")
   for i, p in enumerate(ps):
     for t in range(cfg.steps + 1):
@@ -139,7 +136,6 @@ def _plot(results, cfg, widths, path):
   axes[0, 0].set_ylabel("mean |x|")
   axes[0, -1].legend(fontsize=6)
   io.save_figure(fig, path)
-  plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -113,10 +113,7 @@ def run(cfg, out):
 
 
 def _plot(N, final, pl, h, nn, dd, ll, ch, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+  fig, (a, b) = io.figure(1, 2, figsize=(9, 3.6))
   xs = np.geomspace(N.min() / 1.5, N.max() * 4, 100)
   a.plot(N, final, "o", label="final held-out loss")
   a.plot(xs, pl.predict(xs), "-", label=f"E + A N^-{pl.alpha:.2f}, E = {pl.E:.3f}")
@@ -134,7 +131,6 @@ def _plot(N, final, pl, h, nn, dd, ll, ch, path):
   b.set_xlabel("tokens D")
   b.set_title(f"Chinchilla fit: E = {ch.E:.3f}")
   io.save_figure(fig, path)
-  plt.close(fig)
 
 
 if __name__ == "__main__":

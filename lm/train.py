@@ -334,13 +334,10 @@ def train(cfg, out: Optional[str] = None, *, devices=None, progress: bool = True
 
 
 def _write_outputs(out, cfg, tr, records):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   tr_ = [(r["step"], r["loss"]) for r in records if r["key"].startswith("train_")]
   ev = [(r["step"], r["eval_loss"]) for r in records if r["key"].startswith("eval_")]
   h = tr.lang.entropy_rate()
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig, ax = io.figure(figsize=(5, 3.5))
   ax.plot(*zip(*tr_), label="train")
   if ev:
     ax.plot(*zip(*ev), "o-", label="held-out")
@@ -350,7 +347,6 @@ def _write_outputs(out, cfg, tr, records):
   ax.set_ylabel("loss (nats/token)")
   ax.legend()
   io.save_figure(fig, os.path.join(out, "loss.png"))
-  plt.close(fig)
   lines = [f"# lm.train: {tr.mc.parameterization}, width {tr.mc.width}, depth {tr.mc.depth}",
            "", f"{tr.mc.num_params()} non-embedding parameters; {cfg.steps} steps of "
            f"{cfg.batch_size} x {tr.mc.seq_len} tokens; {cfg.optimizer} lr {cfg.lr:g}; "

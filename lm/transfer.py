@@ -105,11 +105,8 @@ def run(cfg, out):
 
 
 def _plot(cfg, records, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   ps = list(cfg.parameterizations)
-  fig, axes = plt.subplots(1, len(ps), figsize=(4.5 * len(ps), 3.6), squeeze=False, sharey=True)
+  fig, axes = io.figure(1, len(ps), figsize=(4.5 * len(ps), 3.6), squeeze=False, sharey=True)
   for ax, p in zip(axes[0], ps):
     for s in cfg.sizes:
       r = sweep.from_record(records[f"{p}_{cfg.axis}{s}"])
@@ -122,7 +119,6 @@ def _plot(cfg, records, path):
   axes[0, 0].set_ylabel("held-out loss")
   axes[0, -1].legend(fontsize=7)
   io.save_figure(fig, path)
-  plt.close(fig)
 
 
 if __name__ == "__main__":

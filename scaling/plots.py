@@ -1,15 +1,14 @@
 """Figures for scaling-law fits: data with the fitted law, and the frontier."""
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+
+from kernels import runs as runs_lib
 
 
 def plot_fit(fit, N, D, loss, path=None):
   """Loss against compute C = 6ND, coloured by model size, with the law's curves per size."""
   N, D, loss = map(np.asarray, (N, D, loss))
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = runs_lib.figure(figsize=(6, 4))
   sc = ax.scatter(6 * N * D, loss, c=np.log10(N), s=12, cmap="viridis")
   for n in np.geomspace(N.min(), N.max(), 6):
     d = np.geomspace(D.min(), D.max(), 100)
@@ -29,7 +28,7 @@ def plot_surface(fit, N, D, loss, path=None):
   n = np.geomspace(N.min() / 2, N.max() * 2, 120)
   d = np.geomspace(D.min() / 2, D.max() * 2, 120)
   nn, dd = np.meshgrid(n, d)
-  fig, ax = plt.subplots(figsize=(6, 4.5))
+  fig, ax = runs_lib.figure(figsize=(6, 4.5))
   cs = ax.contourf(dd, nn, np.log(fit.predict(nn, dd)), levels=30,
                    cmap="magma")
   ax.scatter(D, N, c="w", s=6, edgecolors="k", linewidths=0.3)
@@ -46,7 +45,7 @@ def plot_surface(fit, N, D, loss, path=None):
 
 def plot_frontier(allocation, path=None, label="approach 3"):
   """N_opt(C) and D_opt(C) with bootstrap bands when present."""
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = runs_lib.figure(figsize=(6, 4))
   for name, y, band in (("N_opt", allocation.N_opt, allocation.N_interval),
                         ("D_opt", allocation.D_opt, allocation.D_interval)):
     (line,) = ax.plot(allocation.C, y, label=f"{name} ({label})")
@@ -64,5 +63,5 @@ def _finish(fig, path):
   if path is None:
     return fig
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return path
+
