@@ -1,7 +1,11 @@
 """Test configuration: two host CPU devices so that sharded code paths run."""
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# Two simulated devices share two loaded cores with the other test worker: a collective may
+# wait minutes for its second participant, which XLA otherwise aborts after 40 s.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 "
+                      "--xla_cpu_collective_timeout_seconds=900 "
+                      "--xla_cpu_collective_call_terminate_timeout_seconds=900")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pathlib  # noqa: E402
