@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels import parameterization as pz
 from kernels import validation
 from kernels.kernel import Requirements
 from kernels.stax.layer import Layer
@@ -43,10 +44,21 @@ def _pos_emb_cov(shape, p_norm, decay_fn, dtype):
 class GlobalSelfAttentionLayer(Layer):
   """Multi-head self-attention over the flattened spatial positions (neural_tangents.stax.GlobalSelfAttention).
 
-  ``linear_scaling=True`` scales logits by ``1/n_chan_key`` (the muP scaling of
-  attention logits, Yang et al. 2022, Sec. 4), giving a kernel for every mechanism;
-  ``False`` scales by ``1/sqrt(n_chan_key)``, whose limit is known in closed form only
-  for ``IDENTITY`` (Hron et al. 2020, Thm. 3 and eq. 13).
+  Under parameterizations whose logits scale as ``1/sqrt(n_chan_key)`` (``"ntk"``,
+  ``"standard"``: ``attention_exponent`` 1/2) the layer is neural-tangents' own:
+  ``linear_scaling=True`` ties queries to keys and scales logits by ``1/n_chan_key``,
+  giving a kernel for every mechanism; ``False`` scales by ``1/sqrt(n_chan_key)``, whose
+  limit is known in closed form only for ``IDENTITY`` (Hron et al. 2020, Thm. 3, eq. 13).
+
+  Under ``"mup"`` (``attention_exponent`` 1) queries and keys are independent and logits
+  are scaled by `kernels.parameterization.attention_scale`, ``1/n_chan_key`` (Yang et al.
+  2022, "Tensor Programs V", Sec. 4); ``linear_scaling`` is then not read. The logits
+  ``q.k / d`` are sums of ``d`` independent products, ``O(d^-1/2)``, so at infinite width
+  they vanish: the attention weights are the mechanism at 0, uniform averaging over all
+  positions for ``SOFTMAX`` and zero for ``IDENTITY``, ``RELU`` and ``ABS``. The query and
+  key weights then have no NTK contribution (``O(1/d)``); values and output projection
+  contribute as under linear scaling. Weights are read with neural-tangents' NTK
+  scaling and unit learning rates under every parameterization.
   """
   n_chan_out: int
   n_chan_key: int
@@ -67,6 +79,7 @@ class GlobalSelfAttentionLayer(Layer):
   val_pos_emb: bool = False
   batch_axis: int = 0
   channel_axis: int = -1
+  parameterization: Union[str, pz.Parameterization] = "ntk"
 
   requirements = Requirements(full_spatial=True, spatial=True)
 
@@ -89,7 +102,13 @@ class GlobalSelfAttentionLayer(Layer):
     if pe not in POS_EMB_TYPES:
       raise ValueError(f"pos_emb_type must be one of {POS_EMB_TYPES}, got {self.pos_emb_type!r}.")
     object.__setattr__(self, "pos_emb_type", pe)
-    if not self.linear_scaling and mech != "IDENTITY":
+    object.__setattr__(self, "parameterization", pz.get(self.parameterization))
+    e = self.parameterization.attention_exponent
+    if e < 0.5:
+      raise ValueError(f"parameterization {self.parameterization.name} scales attention "
+                       f"logits by n_chan_key**-{e:g}: they diverge with width (the "
+                       "attention_exponent must be at least 1/2).")
+    if not self._vanishing and not self.linear_scaling and mech != "IDENTITY":
       raise ValueError(f"attention_mechanism={mech} with linear_scaling=False has no known "
                        "infinite-width kernel (only IDENTITY does); use linear_scaling=True.")
     if self.n_chan_pos_emb is not None:
@@ -99,6 +118,21 @@ class GlobalSelfAttentionLayer(Layer):
     if self.batch_axis != 0 or self.channel_axis != -1:
       raise ValueError(f"GlobalSelfAttention: batch_axis must be 0 and channel_axis -1, got "
                        f"{self.batch_axis!r} and {self.channel_axis!r}.")
+
+  @property
+  def _vanishing(self) -> bool:
+    """Logits scaled faster than ``1/sqrt(d)`` with independent queries: they vanish."""
+    return self.parameterization.attention_exponent > 0.5
+
+  @property
+  def _tied(self) -> bool:
+    """Queries equal keys: neural-tangents' linear scaling."""
+    return self.linear_scaling and not self._vanishing
+
+  def _logit_scale(self, c_in):
+    if self._vanishing:
+      return self.QK_std / c_in * pz.attention_scale(self.parameterization, self.n_chan_key)
+    return self.QK_std / (c_in * self.n_chan_key ** (1 if self.linear_scaling else 0.5))
 
   @property
   def QK_std(self):  # pylint: disable=invalid-name
@@ -143,7 +177,7 @@ class GlobalSelfAttentionLayer(Layer):
     K = sampler(kk, path, "W_key", (h, c_keys, self.n_chan_key), 1.0, dtype)
     V = sampler(kv, path, "W_value", (h, c_vals, self.n_chan_val), 1.0, dtype)
     O = sampler(ko, path, "W_out", (self.n_chan_val * h, self.n_chan_out), 1.0, dtype)
-    Q = None if self.linear_scaling else sampler(kq, path, "W_query",
+    Q = None if self._tied else sampler(kq, path, "W_query",
                                                  (h, c_keys, self.n_chan_key), 1.0, dtype)
     b = None if self.b_std is None else sampler(kb, path, "b", (self.n_chan_out,), 1.0, dtype)
     return out, (Q, K, V, O, b, pos_emb)
@@ -181,10 +215,9 @@ class GlobalSelfAttentionLayer(Layer):
     else:
       values, c_in = dot(V, flat), flat.shape[-1]
     keys = dot(K, flat)
-    queries = keys if self.linear_scaling else dot(Q, flat)
+    queries = keys if self._tied else dot(Q, flat)
     g = jnp.matmul(queries, jnp.moveaxis(keys, -1, -2))
-    g = g * (self.QK_std / (flat.shape[-1] * self.n_chan_key ** (1 if self.linear_scaling
-                                                                  else 0.5)))
+    g = g * self._logit_scale(flat.shape[-1])
     g = jax.nn.softmax(g, axis=-1) if self.attention_mechanism == "SOFTMAX" else \
         _mechanism_fn(self.attention_mechanism)(g)
     heads = jnp.moveaxis(jnp.matmul(g, values), 0, -1)
@@ -226,7 +259,7 @@ class GlobalSelfAttentionLayer(Layer):
     ntk_i = None if ntk_in is None else mix(ntk_in, r12)
     b2 = 0.0 if self.b_std is None else self.b_std ** 2
     affine = lambda a, std: std ** 2 * a + b2
-    if self.linear_scaling:
+    if self.linear_scaling or self._vanishing:
       g1 = self._weights(cov1_i, nd)
       g2 = g1 if k.x1_is_x2 else self._weights(cov2_i, nd)
       vp = self.val_pos_emb
@@ -266,7 +299,7 @@ class GlobalSelfAttentionLayer(Layer):
   def _weights(self, cov, nd):
     """Attention weights of the infinite network: the mechanism applied to ``QK_std cov``
     (softmax over every key position jointly)."""
-    m = self.QK_std * cov
+    m = jnp.zeros_like(cov) if self._vanishing else self.QK_std * cov
     if self.attention_mechanism != "SOFTMAX":
       return _mechanism_fn(self.attention_mechanism)(m)
     key_axes = tuple(2 + 2 * i for i in range(nd))
@@ -300,10 +333,13 @@ def GlobalSelfAttention(n_chan_out: int, n_chan_key: int, n_chan_val: int, n_hea
                         pos_emb_p_norm: float = 2, pos_emb_decay_fn: Optional[Callable] = None,
                         n_chan_pos_emb: Optional[int] = None, W_pos_emb_std: float = 1.0,
                         val_pos_emb: bool = False, batch_axis: int = 0,
-                        channel_axis: int = -1) -> GlobalSelfAttentionLayer:
-  """Global self-attention (neural_tangents.stax.GlobalSelfAttention, same arguments)."""
+                        channel_axis: int = -1,
+                        parameterization: Union[str, pz.Parameterization] = "ntk"
+                        ) -> GlobalSelfAttentionLayer:
+  """Global self-attention (neural_tangents.stax.GlobalSelfAttention, same arguments, and a
+  ``parameterization`` whose ``attention_exponent`` scales the logits)."""
   return GlobalSelfAttentionLayer(n_chan_out, n_chan_key, n_chan_val, n_heads, linear_scaling,
                                   W_key_std, W_value_std, W_query_std, W_out_std, b_std,
                                   attention_mechanism, pos_emb_type, pos_emb_p_norm,
                                   pos_emb_decay_fn, n_chan_pos_emb, W_pos_emb_std, val_pos_emb,
-                                  batch_axis, channel_axis)
+                                  batch_axis, channel_axis, parameterization)
