@@ -12,10 +12,13 @@ Implementations (agree to float tolerance, see tests):
 * ``"jacobian"``: contract the two Jacobians leaf by leaf.
 * ``"ntvp"``: NTK-vector products: one VJP at x2 and one JVP at x1 per output
   coordinate of x2 (no Jacobian of x1 is stored).
-* ``"structured"``: for `kernels.stax` networks only. Each Dense layer ``y = m x W``
-  contributes ``lr m^2 (X1 X2^T) * (G1 G2^T)``, the Gram matrix of its inputs times
-  that of the cotangents at its outputs, so the cost per layer is O(n^2 width)
-  rather than O(n^2 parameters) (Novak et al. 2022, "Fast Finite Width NTK", Sec. 3.3).
+* ``"structured"``: for `kernels.stax` networks only (`kernels.empirical_structured`).
+  Each Dense layer ``y = m x W`` contributes ``lr m^2 (X1 X2^T) * (G1 G2^T)``, the Gram
+  matrix of its inputs times that of the cotangents at its outputs, so the cost per
+  layer is O(n^2 width) rather than O(n^2 parameters); a Conv layer sums the same
+  product over pairs of patches, or contracts per-example weight gradients when that
+  is cheaper (Novak et al. 2022, "Fast Finite Width NTK", Sec. 3.3). Networks with
+  attention or repeat, or outputs with more than one axis, use NTK-vector products.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import jax
 import jax.numpy as jnp
 
+from kernels import empirical_structured
 from kernels import validation
 from kernels.stax.layer import ApplyFn
 
@@ -159,68 +163,10 @@ def _dense_layers(layer, path=()):
   return out
 
 
-def _only_dense_params(layer) -> bool:
-  """Whether every layer with parameters is a Dense layer (the structured implementation's
-  case); networks with other parametric layers fall back to NTK-vector products."""
-  from kernels.stax.dense import Dense  # local import: avoids a cycle at import time
-  if isinstance(layer, Dense):
-    return True
-  if hasattr(layer, "W_std") or hasattr(layer, "_repeats") or hasattr(layer, "n_chan_key"):
-    return False
-  return all(_only_dense_params(c) for c in layer._children())
-
-
-def _structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace, diag, lr_tree):
-  layer = apply_fn.layer
-  ctx = layer.context()
-  denses = _dense_layers(layer)
-
-  def parts(x):
-    probes = {p: jnp.zeros(x.shape[:-1] + (d.out_dim,), x.dtype) for p, d in denses.items()}
-    fwd = lambda pr: apply_fn.with_intermediates(params, x, pr)
-    y, vjp_fn, rec = jax.vjp(fwd, probes, has_aux=True)
-    if y.ndim != 2:
-      raise ValueError("the structured implementation needs outputs of shape (n, k).")
-    k = y.shape[1]
-    cots = jnp.eye(k, dtype=y.dtype)[:, None, :] * jnp.ones_like(y)[None]  # (k, n, k)
-    grads = jax.vmap(lambda c: vjp_fn(c)[0])(cots)  # path -> (k, n, width)
-    return y, rec, grads
-
-  y1, rec1, g1 = parts(x1)
-  y2, rec2, g2 = (y1, rec1, g1) if x2 is None else parts(x2)
-  s1, s2, so = _contraction(2, trace, diag, "")
-  a1, a2 = s1[1], s2[1]  # output-axis letters
-  lrs = _lr_by_path(layer, params, lr_tree)
-  total = 0.0
-  for path, dense in denses.items():
-    W, b = _params_at(params, path)
-    sc = dense.scales(W.shape[0], path, ctx)
-    w_lr, b_lr = lrs[path]
-    gram_g = jnp.einsum(f"{a1}iw,{a2}jw->{so}", g1[path], g2[path])
-    gram_x = rec1[path] @ rec2[path].T
-    coef = gram_x * (w_lr * sc.w_mult ** 2)
-    if b is not None:
-      coef = coef + b_lr * sc.b_mult ** 2
-    total = total + coef.reshape(coef.shape + (1,) * (gram_g.ndim - 2)) * gram_g
-  return total / _trace_size(y1.shape, trace)
-
-
 def _params_at(params, path):
   for i in path:
     params = params[i]
   return params
-
-
-def _lr_by_path(layer, params, lr_tree):
-  denses = _dense_layers(layer)
-  out = {}
-  for path in denses:
-    if lr_tree is None:
-      out[path] = (1.0, 1.0)
-    else:
-      w_lr, b_lr = _params_at(lr_tree, path)
-      out[path] = (w_lr, 1.0 if b_lr is None else b_lr)
-  return out
 
 
 def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes = (),
@@ -250,9 +196,11 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     g = (lambda p, x: f(p, x, **dict(kw_items))) if kw_items else f
     out_ndim = len(jax.eval_shape(g, params, x1).shape)
     trace, diag = _check_axes(trace_axes, diagonal_axes, out_ndim)
-    if implementation == "structured" and x1.ndim == 2 and _only_dense_params(f.layer):
-      return _structured_ntk(f, x1, x2, params, trace, diag, learning_rates)
-    # Other layers with parameters (Conv, ...): NTK-vector products, same values.
+    if implementation == "structured" and empirical_structured.supports(f):
+      out = empirical_structured.structured_ntk(f, x1, x2, params, trace, diag, learning_rates)
+      if out is not None:
+        return out
+    # Attention, repeat, outputs with more than one axis: NTK-vector products, same values.
     lrs = _lr_leaves(params, learning_rates)
     if implementation == "jacobian":
       return _jacobian_ntk(g, x1, x2, params, trace, diag, lrs, vmap_axes)

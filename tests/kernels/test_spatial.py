@@ -71,7 +71,7 @@ def test_finite_views_agree(name):
   lrs = optim.learning_rates(net, params)
   ntks = [empirical_ntk_fn(net.apply_fn, implementation=impl, learning_rates=lrs)(x, None, params)
           for impl in ("jacobian", "ntvp", "structured")]
-  for other in ntks[1:]:  # structured falls back to NTK-vector products for these layers
+  for other in ntks[1:]:  # structured: per-layer contractions for Conv; attention and repeat fall back
     np.testing.assert_allclose(other, ntks[0], rtol=2e-4, atol=1e-5)
   k = net.kernel_fn(x, None, ("nngp", "ntk"))
   assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))

@@ -1,0 +1,275 @@
+"""Structured empirical NTK of `kernels.stax` networks: one contraction per Dense or Conv layer.
+
+Novak et al. 2022, "Fast Finite Width Neural Tangent Kernel", Sec. 3.3 and 4 (structured
+derivatives). A layer ``y[s] = m P[s] W + m_b b`` that shares its weight ``W`` over
+positions ``s`` (one position for a Dense layer on vectors, the patches ``P[s]`` of its
+input for a Conv layer or a Dense layer on spatial inputs) contributes
+
+  ``Theta_W(x1 a, x2 b) = lr m^2 sum_{s,t} (P1[s] . P2[t]) (G1_a[s] . G2_b[t])``,
+
+with ``G_a`` the cotangent at the layer's output for output coordinate ``a``. Two
+orders of the same sum are exact and differ in cost: Gram order (input-patch Gram
+times cotangent Gram, then the sum over position pairs; the cheapest for Dense layers
+on vectors) and Jacobian order (the per-example weight gradient
+``sum_s P[s] (x) G_a[s]`` first, then its inner products; the cheapest for Conv
+layers with many positions). Each layer takes the one with fewer multiplications.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from kernels.stax import spatial_ops
+from kernels.stax.conv import Conv
+from kernels.stax.dense import Dense
+from kernels.stax.layer import ApplyFn, Layer, is_static
+
+Path = Tuple[int, ...]
+
+
+def supports(apply_fn) -> bool:
+  """Whether the structured form applies: a static `kernels.stax` network whose only
+  layers with parameters are Dense and Conv (attention and repeat are not covered)."""
+  if not isinstance(apply_fn, ApplyFn) or not is_static(apply_fn.layer):
+    return False
+  return _only_affine(apply_fn.layer)
+
+
+def _only_affine(layer) -> bool:
+  if isinstance(layer, (Dense, Conv)):
+    return True
+  if hasattr(layer, "W_std") or hasattr(layer, "_repeats") or hasattr(layer, "n_chan_key"):
+    return False
+  if not dataclasses.is_dataclass(layer):
+    return False
+  return all(_only_affine(c) for c in layer._children())
+
+
+def affine_layers(layer, path: Path = ()) -> Dict[Path, Layer]:
+  """The Dense and Conv layers of a network, by path."""
+  if isinstance(layer, (Dense, Conv)):
+    return {path: layer}
+  out = {}
+  for i, child in enumerate(layer._children()):
+    out.update(affine_layers(child, path + (i,)))
+  return out
+
+
+def _recording_apply(self, params, x, path, ctx, probes=None, record=None):
+  if record is not None:
+    record[path] = x
+  return super(type(self), self)._apply(params, x, path, ctx, probes, record)
+
+
+@functools.lru_cache(maxsize=None)
+def _recording_class(cls):
+  return type(cls.__name__, (cls,), {"_apply": _recording_apply, "__module__": __name__})
+
+
+@functools.lru_cache(maxsize=64)
+def _recording_tree(layer):
+  """A copy of the network whose Dense and Conv layers record their inputs (same paths)."""
+  if isinstance(layer, (Dense, Conv)):
+    kw = {f.name: getattr(layer, f.name) for f in dataclasses.fields(layer) if f.init}
+    return _recording_class(type(layer))(**kw)
+  changes = {}
+  for f in dataclasses.fields(layer):
+    v = getattr(layer, f.name)
+    if isinstance(v, Layer):
+      changes[f.name] = _recording_tree(v)
+    elif isinstance(v, tuple) and any(isinstance(e, Layer) for e in v):
+      changes[f.name] = tuple(_recording_tree(e) if isinstance(e, Layer) else e for e in v)
+  return dataclasses.replace(layer, **changes) if changes else layer
+
+
+def _params_at(tree, path):
+  for i in path:
+    tree = tree[i]
+  return tree
+
+
+def _patches(layer, x):
+  """(n, positions, features) patches of a layer's input, positions in its output's order."""
+  if isinstance(layer, Dense):
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+  lhs, rhs, out = layer.dimension_numbers
+  pad = layer.padding
+  rhs_sp = [c for c in rhs if c not in "IO"]
+  if pad == "CIRCULAR":
+    widths = [(0, 0)] * x.ndim
+    for c, w, st in zip(rhs_sp, layer.filter_shape, layer.strides):
+      a = lhs.index(c)
+      widths[a] = spatial_ops.pads(x.shape[a], w, st, "SAME")
+    x = jnp.pad(x, widths, mode="wrap")
+    pad = "VALID"
+  p = jax.lax.conv_general_dilated_patches(x, layer.filter_shape, layer.strides, pad,
+                                           dimension_numbers=(lhs, rhs, out))
+  return _to_nsc(p, out)
+
+
+def _to_nsc(y, spec):
+  """(n, *spatial, c) in ``spec``'s layout -> (n, positions, c), spatial in ``spec``'s order."""
+  order = [spec.index("N")] + [i for i, c in enumerate(spec) if c not in "NC"] + [spec.index("C")]
+  y = jnp.transpose(y, order)
+  return y.reshape(y.shape[0], -1, y.shape[-1])
+
+
+def _cotangents(layer, g):
+  """(k, n, *out) cotangents at a layer's output -> (k, n, positions, channels)."""
+  k = g.shape[0]
+  if isinstance(layer, Conv):
+    g = jax.vmap(lambda c: _to_nsc(c, layer.dimension_numbers[2]))(g)
+    return g
+  return g.reshape(k, g.shape[1], -1, g.shape[-1])
+
+
+def _parts(apply_fn, params, x, layers):
+  """Outputs, recorded inputs and per-output-coordinate cotangents of every affine layer."""
+  net = _recording_tree(apply_fn.layer)
+  ctx = apply_fn.layer.context()
+
+  def fwd(probes):
+    record = {}
+    y = net._apply(params, x, (), ctx, probes=probes, record=record)
+    return y, record
+
+  def inputs():
+    record = {}
+    net._apply(params, x, (), ctx, probes=None, record=record)
+    return record
+
+  ins = jax.eval_shape(inputs)
+  probes = {p: jnp.zeros(lay._shape(ins[p].shape, p), x.dtype) for p, lay in layers.items()}
+  y, vjp_fn, rec = jax.vjp(fwd, probes, has_aux=True)
+  if y.ndim != 2:
+    return None
+  k = y.shape[1]
+  eye = jnp.eye(k, dtype=y.dtype)
+  cots = jnp.broadcast_to(eye[:, None, :], (k,) + y.shape)  # (k, n, k): output a of every example
+  grads = jax.vmap(lambda c: vjp_fn(c)[0])(cots)
+  return y, rec, grads
+
+
+def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
+                   diag: Tuple[int, ...], lr_tree=None):
+  """The empirical NTK (neural-tangents' output-axis semantics) for outputs of shape (n, k).
+
+  Returns None when the outputs are not (n, k), for the caller to fall back.
+  """
+  layer = apply_fn.layer
+  ctx = layer.context()
+  layers = affine_layers(layer)
+  p1 = _parts(apply_fn, params, x1, layers)
+  if p1 is None:
+    return None
+  y1, rec1, g1 = p1
+  same = x2 is None
+  y2, rec2, g2 = p1 if same else _parts(apply_fn, params, x2, layers)
+  k, n1, n2 = y1.shape[1], y1.shape[0], y2.shape[0]
+  mode = "trace" if 1 in trace else "diag" if 1 in diag else "full"
+  terms, dense = [], 0.0
+  for path, lay in layers.items():
+    W, b = _params_at(params, path)
+    if isinstance(lay, Dense):
+      fan_in = W.shape[0]
+    else:
+      fan_in = lay.fan_in(W.shape[lay.dimension_numbers[1].index("I")])
+    sc = lay.scales(fan_in, path, ctx)
+    w_lr, b_lr = 1.0, 1.0
+    if lr_tree is not None:
+      w_lr, b_lr = _params_at(lr_tree, path)
+      b_lr = 1.0 if b_lr is None else b_lr
+    P1 = _patches(lay, rec1[path])
+    P2 = P1 if same else _patches(lay, rec2[path])
+    G1 = _cotangents(lay, g1[path])
+    G2 = G1 if same else _cotangents(lay, g2[path])
+    cw = w_lr * sc.w_mult ** 2
+    cb = None if b is None else b_lr * sc.b_mult ** 2
+    t, d = _layer_terms(P1, P2, G1, G2, cw, cb, mode, same)
+    terms += t
+    dense = dense + d
+  if mode == "full":
+    total = _full(terms, k, n1, n2, same) + dense
+    return jnp.transpose(total, (1, 3, 0, 2))
+  spec = "aim,ajm->aij" if mode == "diag" else "aim,ajm->ij"
+  total = dense
+  for A1, A2, X in terms:
+    total = total + jnp.einsum(spec, A1, A2) * X
+  return jnp.transpose(total, (1, 2, 0)) if mode == "diag" else total / k
+
+
+def _layer_terms(P1, P2, G1, G2, cw, cb, mode, same):
+  """One layer's contribution as ``terms`` ``(A1, A2, X)``, each standing for
+  ``X[i, j] sum_m A1[a, i, m] A2[b, j, m]`` (X an (n1, n2) array or a number), and
+  a remainder already in the accumulation layout of ``mode``.
+
+  P: (n, S, f) input patches; G: (k, n, S, o) output cotangents.
+  """
+  n1, s, f = P1.shape
+  n2 = P2.shape[0]
+  k, o = G1.shape[0], G1.shape[-1]
+  kk = k * k if mode == "full" else k
+  gram_cost = n1 * n2 * s * s * (f + kk * o) + kk * n1 * n2 * s * s
+  jac_cost = k * (n1 + (0 if same else n2)) * s * f * o + kk * n1 * n2 * f * o
+  if s == 1:  # Gram order: input Gram times cotangent Gram
+    X = cw * (P1[:, 0] @ P2[:, 0].T)
+    if cb is not None:
+      X = X + cb
+    return [(G1[:, :, 0], G2[:, :, 0], X)], 0.0
+  bias = [] if cb is None else [(jnp.sum(G1, axis=2), jnp.sum(G2, axis=2), cb)]
+  if jac_cost < gram_cost:  # Jacobian order: per-example weight gradients first
+    J1 = jnp.einsum("isf,aiso->aifo", P1, G1)
+    J2 = J1 if same else jnp.einsum("isf,aiso->aifo", P2, G2)
+    J1, J2 = J1.reshape(k, n1, -1), J2.reshape(k, n2, -1)
+    return [(J1, J2, cw)] + bias, 0.0
+  X = cw * jnp.einsum("isf,jtf->ijst", P1, P2)
+  spec = {"full": "ijst,aiso,bjto->aibj", "diag": "ijst,aiso,ajto->aij",
+          "trace": "ijst,aiso,ajto->ij"}[mode]
+  return bias, jnp.einsum(spec, X, G1, G2)
+
+
+def _full(terms, k, n1, n2, same):
+  """Sum of the terms over all output pairs, in the layout (a, i, b, j)."""
+  if not terms:
+    return 0.0
+  if not same:
+    total = 0.0
+    for A1, A2, X in terms:
+      g = (A1.reshape(k * n1, -1) @ A2.reshape(k * n2, -1).T).reshape(k, n1, k, n2)
+      total = total + g * (X[None, :, None, :] if jnp.ndim(X) else X)
+    return total
+  return _full_symmetric(terms, k, n1)
+
+
+def _full_symmetric(terms, k, n):
+  """As `_full` for x2 = x1: only the blocks on and above the diagonal of the symmetric
+  (k n, k n) matrix are computed, then mirrored. Blocks are groups of outputs (or, for
+  one output, ranges of examples), so each block's factor ``X`` is a slice of it."""
+  if k > 1:
+    ka = next(d for d in range(1, k + 1) if k % d == 0 and (d * n >= 128 or d == k))
+    r, size = k // ka, ka * n
+  else:
+    r = max(1, min(4, n // 256))
+    size = -(-n // r)
+  spans = [(g * size, min((g + 1) * size, k * n)) for g in range(r)]
+  acc = {}
+  for A1, _, X in terms:
+    A = A1.reshape(k * n, -1)
+    for g in range(r):
+      for h in range(g, r):
+        (a0, a1), (b0, b1) = spans[g], spans[h]
+        blk = A[a0:a1] @ A[b0:b1].T
+        if jnp.ndim(X) and k > 1:
+          blk = (blk.reshape(ka, n, ka, n) * X[None, :, None, :]).reshape(size, size)
+        elif jnp.ndim(X):
+          blk = blk * X[a0:a1, b0:b1]
+        else:
+          blk = blk * X
+        acc[(g, h)] = acc[(g, h)] + blk if (g, h) in acc else blk
+  grid = [[acc[(g, h)] if g <= h else acc[(h, g)].T for h in range(r)] for g in range(r)]
+  return jnp.block(grid).reshape(k, n, k, n)
