@@ -1,17 +1,21 @@
 r"""kernels.batch at MNIST size: depth-5 ReLU NNGP and NTK of n points of dimension 784, float32.
 
-  python -m benchmarks.batch_scale --out=/tmp/batch_scale [--sizes=1000,2000,...,60000]
-      [--batch_size=4000] [--keep]
+  python -m benchmarks.batch_scale [--suite=quick|full] [--out=DIR]
+      [--sizes=1000,2000,...,60000] [--batch_size=4000] [--keep]
 
 Each n runs in its own process under ``/usr/bin/time -v`` (peak resident memory)
-and streams both kernels tile by tile to NumPy memmaps in OUT/n<n>/ (deleted
-afterwards unless --keep; 60,000 points are 28.8 GB on disk). In the same process
-and the same tiles, the Gram product ``x1 @ x2.T`` written to the same kind of
-output gives the baseline of the ratio. Writes OUT/results.json and
-OUT/summary.md with time and peak memory against n and the fitted log-log slope
-of time (`kernels.slopes.loglog_fit`). Inputs are Gaussian (nothing is
+and streams both kernels tile by tile to NumPy memmaps in a scratch folder
+(deleted afterwards unless --keep, then kept in OUT/batch_scale/n<n>/; 60,000
+points are 28.8 GB on disk). In the same process and the same tiles, the Gram
+product ``x1 @ x2.T`` written to the same kind of output gives the baseline of
+the ratio. The quick suite runs n = 500, 1,000, 2,000 in tiles of 500; the full
+suite n = 1,000 to 30,000 in tiles of 4,000 (30,000 points: 7.2 GB of kernels
+on disk, about 2.7 GB peak resident memory, a few minutes on 2 cores). One row
+per n (single timing, time and peak memory); the details hold the fitted log-log
+slope of time (`kernels.slopes.loglog_fit`). Inputs are Gaussian (nothing is
 downloaded): the kernel's cost does not depend on the values.
 """
+import argparse
 import collections
 import json
 import os
@@ -21,16 +25,14 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from benchmarks import harness
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "Output folder (never inside the repository's tracked files).")
-flags.DEFINE_list("sizes", ["1000", "2000", "4000", "8000", "15000", "30000", "60000"],
-                  "Numbers of points.")
-flags.DEFINE_integer("batch_size", 4000, "Tile size.")
-flags.DEFINE_integer("depth", 5, "Hidden ReLU layers.")
-flags.DEFINE_bool("keep", False, "Keep the memmap kernels.")
-flags.DEFINE_integer("worker", 0, "Internal: compute one size in this process.")
+TITLE = "kernels.batch: depth-5 ReLU NNGP+NTK time and peak memory against n, vs a Gram product"
+QUICK = dict(sizes=(500, 1000, 2000), batch_size=500)
+FULL = dict(sizes=(1000, 2000, 4000, 8000, 15000, 30000), batch_size=4000)
+DEPTH = 5
+# Set from the command line (--sizes, --batch_size, --keep); None: the suite's.
+OPTIONS = dict(sizes=None, batch_size=None, keep=False)
 
 
 def _atomic_write(path, text):
@@ -59,11 +61,11 @@ def worker(n, batch_size, depth, folder):
 
   out = {}
   for name, fn in (("kernel", net.kernel_fn), ("gram", gram_fn)):
-    # Compile the two tile programs (diagonal and off-diagonal tiles) outside the timing.
+    # Compile the two tile programs (diagonal and off-diagonal tiles) outside the timing,
+    # through `batch` itself, so that the tiles' placement on the devices is the same.
     t0 = time.perf_counter()
     m = min(batch_size, n)
-    jax.block_until_ready(fn(x[:m], None, ("nngp", "ntk")))
-    jax.block_until_ready(fn(x[:m], x[n - m:], ("nngp", "ntk")))
+    batch(fn, batch_size, store_on_device=False)(x[:min(n, 2 * m)], None, ("nngp", "ntk"))
     out[f"{name}_warmup_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     k = batch(fn, batch_size, memmap_dir=os.path.join(folder, name))(x, None, ("nngp", "ntk"))
@@ -81,10 +83,9 @@ def worker(n, batch_size, depth, folder):
   return out
 
 
-def _run_one(n, folder):
+def _run_one(n, batch_size, depth, folder):
   cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "benchmarks.batch_scale",
-         f"--worker={n}", f"--batch_size={FLAGS.batch_size}", f"--depth={FLAGS.depth}",
-         f"--out={folder}"]
+         f"--worker={n}", f"--batch_size={batch_size}", f"--depth={depth}", f"--out={folder}"]
   r = subprocess.run(cmd, capture_output=True, text=True)
   if r.returncode != 0:
     raise RuntimeError(f"n={n} failed:\n{r.stderr[-3000:]}")
@@ -98,49 +99,61 @@ def _run_one(n, folder):
   return res
 
 
-def main(argv):
-  del argv
-  if FLAGS.worker:
-    res = worker(FLAGS.worker, FLAGS.batch_size, FLAGS.depth, FLAGS.out)
-    _atomic_write(os.path.join(FLAGS.out, "worker.json"), json.dumps(res))
-    return
-  if not FLAGS.out:
-    raise app.UsageError("--out is required.")
+def run(ctx) -> dict:
   from kernels import slopes  # pylint: disable=g-import-not-at-top
-  os.makedirs(FLAGS.out, exist_ok=True)
-  results_path = os.path.join(FLAGS.out, "results.json")
-  results = json.loads(open(results_path).read()) if os.path.exists(results_path) else {}
-  sizes = [int(s) for s in FLAGS.sizes]
+  suite = FULL if ctx.full else QUICK
+  sizes = OPTIONS["sizes"] or suite["sizes"]
+  batch_size = OPTIONS["batch_size"] or suite["batch_size"]
+  results, rows = {}, []
   for n in sizes:
-    if str(n) in results:  # a rerun skips finished sizes
-      continue
-    folder = os.path.join(FLAGS.out, f"n{n}")
+    folder = str(ctx.tmp / f"n{n}")
     os.makedirs(folder, exist_ok=True)
-    res = _run_one(n, folder)
-    if not FLAGS.keep:
-      shutil.rmtree(folder)
-    results[str(n)] = res
-    _atomic_write(results_path, json.dumps(results, indent=1))
-    print(f"n={n}: kernels {res['kernel_s']:.1f} s, Gram {res['gram_s']:.1f} s "
-          f"(ratio {res['kernel_s'] / res['gram_s']:.2f}), peak RSS {res['peak_rss_gb']:.2f} GB, "
-          f"output {res['kernels_gb']:.1f} GB on disk", flush=True)
-  ns = sorted(int(n) for n in results)
-  lines = ["# kernels.batch: depth-%d ReLU NNGP + NTK, d = 784, float32, tiles of %d, memmap output"
-           % (FLAGS.depth, FLAGS.batch_size), "",
-           "| n | kernels (s) | Gram, same tiles (s) | ratio | peak RSS (GB) | output (GB) |",
-           "| --- | --- | --- | --- | --- | --- |"]
-  for n in ns:
-    r = results[str(n)]
-    lines.append(f"| {n} | {r['kernel_s']:.1f} | {r['gram_s']:.1f} | "
-                 f"{r['kernel_s'] / r['gram_s']:.2f} | {r['peak_rss_gb']:.2f} | "
-                 f"{r['kernels_gb']:.1f} |")
-  big = [n for n in ns if n >= 2 * FLAGS.batch_size] or ns  # several tiles: time ~ tiles
+    res = _run_one(n, batch_size, DEPTH, folder)
+    if OPTIONS["keep"]:
+      shutil.copytree(folder, os.path.join(OPTIONS["keep"], f"n{n}"), dirs_exist_ok=True)
+    shutil.rmtree(folder)
+    results[n] = res
+    ctx.log(f"n={n}: kernels {res['kernel_s']:.1f} s, Gram {res['gram_s']:.1f} s "
+            f"(ratio {res['kernel_s'] / res['gram_s']:.2f}), peak RSS {res['peak_rss_gb']:.2f} GB, "
+            f"output {res['kernels_gb']:.2f} GB on disk")
+    rows.append(harness.row(
+        f"n={n}, tiles of {batch_size}: time, peak RSS {res['peak_rss_gb']:.2f} GB",
+        harness.stats([res["kernel_s"]]), harness.stats([res["gram_s"]]),
+        reference_name="Gram x1 x2^T, same tiles and memmap output",
+        first_call=dict(ours=res["kernel_warmup_s"], reference=res["gram_warmup_s"]),
+        target=1 / 3, target_text="ours <= 3x Gram",
+        note=f"ratio = Gram / ours; {res['kernels_gb']:.2f} GB of kernels on disk; "
+             f"diagonal finite: {res['kernel_diag_finite']}"))
+  details = dict(batch_size=batch_size, depth=DEPTH, points={str(n): r for n, r in results.items()})
+  big = [n for n in sizes if n >= 2 * batch_size] or list(sizes)  # several tiles: time ~ tiles
   if len(big) >= 2:
-    fit = slopes.loglog_fit(big, [results[str(n)]["kernel_s"] for n in big])
-    lines += ["", f"time ~ n^slope for n >= {big[0]}: {fit}"]
-  _atomic_write(os.path.join(FLAGS.out, "summary.md"), "\n".join(lines) + "\n")
-  print("\n".join(lines))
+    fit = slopes.loglog_fit(big, [results[n]["kernel_s"] for n in big])
+    details["time_slope"] = dict(sizes=big, slope=fit.slope, interval=[fit.low, fit.high])
+    rows[-1]["note"] += f"; time ~ n^{fit.slope:.2f} for n >= {big[0]}"
+  return dict(rows=rows, details=details)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(add_help=False)
+  p.add_argument("--worker", type=int, default=0)
+  p.add_argument("--sizes", default=None)
+  p.add_argument("--batch_size", type=int, default=None)
+  p.add_argument("--depth", type=int, default=DEPTH)
+  p.add_argument("--keep", action="store_true")
+  a, rest = p.parse_known_args(argv)
+  if a.worker:  # internal: one size in this process
+    out = rest[rest.index("--out") + 1] if "--out" in rest else next(
+        r.split("=", 1)[1] for r in rest if r.startswith("--out="))
+    res = worker(a.worker, a.batch_size, a.depth, out)
+    _atomic_write(os.path.join(out, "worker.json"), json.dumps(res))
+    return
+  OPTIONS.update(sizes=a.sizes and [int(s) for s in a.sizes.split(",")],
+                 batch_size=a.batch_size)
+  if a.keep:
+    out = next((r.split("=", 1)[1] for r in rest if r.startswith("--out=")), None)
+    OPTIONS["keep"] = os.path.join(out or harness.default_out(), "batch_scale")
+  harness.case_main(run, rest)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  main()

@@ -234,6 +234,7 @@ def spatial_architectures():
   archs["ntk_attention_spatial_output"] = ([
       conv(8, (2,), None, "SAME", 1.2, 0.1), attn("SOFTMAX", pe="SUM"), erf,
       attn("RELU")], "seq", {})
+  archs.update(added_layer_architectures())
   for name, act in CLOSED_FORM_ACTIVATIONS.items():
     archs[f"ntk_cnn_gap_{name}"] = ([
         conv(8, (3, 3), None, "SAME", 1.1, 0.1), act, ["GlobalAvgPool", {}], dense(2)],
@@ -241,6 +242,33 @@ def spatial_architectures():
     if name != "rectified_monomial2":  # neural-tangents: NaN at correlation 1 (arccos')
       archs[f"ntk_mlp_{name}"] = ([
           dense(32, 1.1, 0.1), act, dense(32, 0.9, 0.1), act, dense(2)], "vector", {})
+  return archs
+
+
+def added_layer_architectures():
+  """Networks of the layers added after the first spatial ones (same input kinds)."""
+  archs = {}
+  relu, erf = ACTIVATIONS["relu"], ACTIVATIONS["erf"]
+  for axis in (1, -2):
+    archs[f"ntk_cnn_fanin_concat_spatial_axis{axis}"] = ([
+        conv(8, (3, 3), None, "SAME", 1.3, 0.1), relu, ["FanOut", {"num": 3}],
+        ["parallel", [[conv(8, (3, 3), None, "SAME", 1.2, 0.1)],
+                      [conv(8, (2, 2), None, "SAME", 1.5)],
+                      [conv(8, (1, 1), None, "SAME", 1.1, 0.2)]]],
+        ["FanInConcat", {"axis": axis}], relu, conv(8, (2, 2), (2, 1), "VALID", 1.2, 0.1), erf,
+        ["GlobalAvgPool", {}], dense(2)], "image", {})
+  archs["ntk_cnn_fanin_concat_spatial_unequal_flatten"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), relu, ["FanOut", {"num": 2}],
+      ["parallel", [[conv(8, (2, 3), None, "SAME", 1.2, 0.1)],
+                    [conv(8, (3, 1), None, "VALID", 1.4)]]],
+      ["FanInConcat", {"axis": 1}], erf, ["Flatten", {}], dense(2)], "image", {})
+  archs["ntk_conv1d_fanin_concat_spatial_output"] = ([
+      conv(8, (2,), None, "SAME", 1.3, 0.1), ["FanOut", {"num": 2}],
+      ["parallel", [[relu, conv(4, (3,), None, "VALID", 1.2, 0.1)],
+                    [erf, conv(4, (2,), (2,), "SAME", 1.4)]]],
+      ["FanInConcat", {"axis": -2}]], "seq", {})
+  archs["ntk_conv1d_fanin_concat_spatial_diagonal_output"] = (
+      archs["ntk_conv1d_fanin_concat_spatial_output"][0], "seq", {"diagonal_spatial": True})
   return archs
 
 
@@ -390,11 +418,17 @@ class Server:
     return out_npz
 
   # -- any network written as layer specs --
-  def spec_setup(self, spec, inputs_npz, dtype="float32"):
-    """Compiles ``kernel_fn`` of a layer-spec network on the stored inputs (first call timed)."""
+  def spec_setup(self, spec, inputs_npz, dtype="float32", batch_size=0):
+    """Compiles ``kernel_fn`` of a layer-spec network on the stored inputs (first call timed).
+
+    With ``batch_size`` > 0 the kernel is computed in tiles by ``nt.batch`` (host storage).
+    """
     x = jnp.asarray(np.load(inputs_npz)["x"], dtype)
     _, _, kernel_fn = build(spec)
-    fn = jax.jit(kernel_fn, static_argnames=("get",))
+    if batch_size:
+      fn = nt.batch(kernel_fn, batch_size=batch_size, store_on_device=False)
+    else:
+      fn = jax.jit(kernel_fn, static_argnames=("get",))
     t0 = time.perf_counter()
     jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
     first = time.perf_counter() - t0
@@ -460,9 +494,13 @@ class Server:
     return versions()
 
 
-def serve():
-  """Answers one JSON command per stdin line with one ``@@reply`` JSON line on stdout."""
-  server = Server()
+def serve(server=None):
+  """Answers one JSON command per stdin line with one ``@@reply`` JSON line on stdout.
+
+  ``server`` (default a `Server`) answers each command by its method of that name;
+  `nt_reference_predict.py` serves its own through this loop.
+  """
+  server = Server() if server is None else server
   for line in sys.stdin:
     if not line.strip():
       continue
@@ -476,15 +514,16 @@ def serve():
     sys.stdout.flush()
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(fixture=None, server=None, description=__doc__):
+  """The command line: ``fixture``, ``versions`` or ``serve`` (of another script's pieces too)."""
+  parser = argparse.ArgumentParser(description=description.splitlines()[0])
   parser.add_argument("command", choices=("fixture", "versions", "serve"))
   parser.add_argument("--out", help="where to write the JSON result")
   args = parser.parse_args()
   if args.command == "serve":
-    serve()
+    serve(server() if server else None)
     return
-  result = make_fixture() if args.command == "fixture" else versions()
+  result = (fixture or make_fixture)() if args.command == "fixture" else versions()
   text = json.dumps(result, separators=(",", ":"))
   if args.out:
     tmp = args.out + ".tmp"

@@ -1,18 +1,16 @@
 """neural-tangents 0.6.5 side of the prediction fixture and benchmark; runs in the reference environment.
 
 Executed by the reference python (see `benchmarks.reference_env`), never imported
-by the project: it imports only neural-tangents, JAX, numpy and `layer_specs`.
+by the project: it imports only neural-tangents, JAX, numpy, `layer_specs` and
+`nt_reference` (whose serve loop and command line it uses).
 
   python benchmarks/nt_reference_predict.py fixture --out tests/fixtures/nt_predict_reference.json
   (or, from the main environment, ``python -m benchmarks.predict_speed --fixture``)
   python benchmarks/nt_reference_predict.py serve   # JSON commands on stdin, replies on stdout
 """
-import argparse
-import json
 import os
 import sys
 import time
-import traceback
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,8 +26,8 @@ import neural_tangents as nt  # noqa: E402
 from neural_tangents import stax  # noqa: E402
 
 import layer_specs  # noqa: E402  (benchmarks/layer_specs.py, beside this script)
+import nt_reference  # noqa: E402  (its serve loop and command line, beside this script)
 
-REPLY_PREFIX = "@@reply "
 SEED = 20240612
 P, Q, D, K = 8, 5, 4, 2
 NETWORK = [["Dense", dict(out_dim=64, W_std=1.5, b_std=0.1, parameterization="ntk")],
@@ -184,39 +182,5 @@ class Server:
     return versions()
 
 
-def serve():
-  """Answers one JSON command per stdin line with one ``@@reply`` JSON line on stdout."""
-  server = Server()
-  for line in sys.stdin:
-    if not line.strip():
-      continue
-    request = json.loads(line)
-    command = request.pop("command")
-    try:
-      reply = dict(result=getattr(server, command)(**request))
-    except Exception:  # pylint: disable=broad-except
-      reply = dict(error=traceback.format_exc())
-    sys.stdout.write(REPLY_PREFIX + json.dumps(reply) + "\n")
-    sys.stdout.flush()
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("command", choices=("fixture", "versions", "serve"))
-  parser.add_argument("--out", help="where to write the JSON result")
-  args = parser.parse_args()
-  if args.command == "serve":
-    serve()
-    return
-  result = make_fixture() if args.command == "fixture" else versions()
-  text = json.dumps(result, separators=(",", ":"))
-  if args.out:
-    with open(args.out + ".tmp", "w") as f:
-      f.write(text)
-    os.replace(args.out + ".tmp", args.out)
-  else:
-    print(text)
-
-
 if __name__ == "__main__":
-  main()
+  nt_reference.main(fixture=make_fixture, server=Server, description=__doc__)

@@ -1,36 +1,32 @@
 r"""gradient_descent_mse_ensemble side by side with neural-tangents 0.6.5.
 
-  python -m benchmarks.predict_speed --out=/tmp/predict_speed [--n_train=2000 --n_test=1000]
+  python -m benchmarks.predict_speed [--suite=quick|full] [--out=DIR] [--no_reference]
   python -m benchmarks.predict_speed --fixture   # regenerate tests/fixtures/nt_predict_reference.json
 
-A depth-3 ReLU MLP (float32) on Gaussian inputs: a fresh predictor computes the
-train, test-train and test kernels, the eigendecompositions and the mean and
-covariance of NNGP and NTK predictions at 10 times. Each library runs in its own
-process (neural-tangents in the reference environment, `benchmarks/nt_reference_predict.py
-serve`), timed alternately, ``repeats`` times each; medians and their ratio are
-written to OUT/predict_speed.json, with the largest relative difference of the outputs.
+A depth-3 ReLU MLP (float32) on Gaussian inputs of dimension 64: a fresh
+predictor computes the train, test-train and test kernels, the
+eigendecompositions and the mean and covariance of NNGP and NTK predictions at
+10 times. Each library runs in its own process (neural-tangents in the reference
+environment, `benchmarks/nt_reference_predict.py serve`); after one untimed
+first call each (reported: compilation included) they are timed alternately.
+Quick suite: 1,000 train and 500 test points, 3 repeats; full suite: 2,000 and
+1,000, 5 repeats. Values: the largest relative difference of the means and
+covariances (largest difference over the largest value).
 """
-import json
 import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 import time
 
-from absl import app, flags
+import numpy as np
 
+from benchmarks import harness
 from benchmarks import reference_env
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "Output folder.")
-flags.DEFINE_integer("n_train", 2000, "Training points.")
-flags.DEFINE_integer("n_test", 1000, "Test points.")
-flags.DEFINE_integer("dim", 64, "Input dimension.")
-flags.DEFINE_integer("depth", 3, "Hidden ReLU layers.")
-flags.DEFINE_integer("n_times", 10, "Times at which mean and covariance are predicted.")
-flags.DEFINE_integer("repeats", 3, "Alternated timings per library.")
-flags.DEFINE_bool("fixture", False, "Regenerate the float64 prediction fixture and exit.")
+TITLE = "gradient_descent_mse_ensemble (NNGP+NTK mean and covariance) vs neural-tangents"
+QUICK = dict(n_train=1000, n_test=500, dim=64, depth=3, n_times=10)
+FULL = dict(n_train=2000, n_test=1000, dim=64, depth=3, n_times=10)
 
 SCRIPT = pathlib.Path(__file__).with_name("nt_reference_predict.py")
 FIXTURE = reference_env.REPO_ROOT / "tests" / "fixtures" / "nt_predict_reference.json"
@@ -84,43 +80,41 @@ class Ours:
     return time.perf_counter() - t0
 
 
-def main(argv):
-  del argv
-  if FLAGS.fixture:
-    print(f"wrote {write_fixture()}")
-    return
-  if not FLAGS.out:
-    raise app.UsageError("--out is required.")
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  os.makedirs(FLAGS.out, exist_ok=True)
-  args = dict(n_train=FLAGS.n_train, n_test=FLAGS.n_test, dim=FLAGS.dim, depth=FLAGS.depth,
-              n_times=FLAGS.n_times)
+def run(ctx) -> dict:
+  args = FULL if ctx.full else QUICK
   ours = Ours(**args)
-  ours_t, ref_t = [], []
-  with Worker() as ref:
-    ref.call("ensemble_setup", **args)
-    ours.time()  # first calls compile: not counted, for either library
-    ref.call("ensemble_time", repeats=1)
-    for _ in range(FLAGS.repeats):
-      ours_t.append(ours.time())
-      ref_t += ref.call("ensemble_time", repeats=1)
-    with tempfile.TemporaryDirectory() as d:
-      path = ref.call("ensemble_values", out_npz=os.path.join(d, "ref.npz"))
-      refv = dict(np.load(path))
-  diffs = {}
-  for g in ("nngp", "ntk"):
-    for f in ("mean", "covariance"):
-      a, b = np.asarray(getattr(getattr(ours.last, g), f)), refv[f"{g}_{f}"]
-      diffs[f"{g}_{f}"] = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-  res = dict(args, ours_s=ours_t, neural_tangents_s=ref_t,
-             ours_median_s=float(np.median(ours_t)), nt_median_s=float(np.median(ref_t)),
-             speedup=float(np.median(ref_t) / np.median(ours_t)), max_rel_diff=diffs)
-  tmp = os.path.join(FLAGS.out, "predict_speed.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(res, f, indent=1)
-  os.replace(tmp, os.path.join(FLAGS.out, "predict_speed.json"))
-  print(json.dumps(res, indent=1))
+  contenders = dict(ours=ours.time)
+  first = dict(ours=ours.time())
+  ref = Worker() if ctx.reference else None
+  try:
+    if ref is not None:
+      ref.call("ensemble_setup", **args)
+      first["reference"] = ref.call("ensemble_time", repeats=1)[0]
+      contenders["neural_tangents"] = lambda: ref.call("ensemble_time", repeats=1)[0]
+    times = harness.interleave(contenders, 5 if ctx.full else 3, log=ctx.log)
+    diffs = {}
+    if ref is not None:
+      refv = dict(np.load(ref.call("ensemble_values", out_npz=str(ctx.tmp / "ref.npz"))))
+      for g in ("nngp", "ntk"):
+        for f in ("mean", "covariance"):
+          diffs[f"{g}_{f}"] = harness.max_rel_diff(getattr(getattr(ours.last, g), f),
+                                                   refv[f"{g}_{f}"])
+  finally:
+    if ref is not None:
+      ref.close()
+  st = {k: harness.stats(v) for k, v in times.items()}
+  row = harness.row(
+      f"depth-{args['depth']} ReLU MLP, {args['n_train']} train, {args['n_test']} test, "
+      f"{args['n_times']} times", st["ours"], st.get("neural_tangents"),
+      reference_name="neural-tangents", first_call=first,
+      max_diff=max(diffs.values()) if diffs else None,
+      note="fresh predictor each call (kernels, eigendecomposition, mean and covariance)")
+  return dict(rows=[row], details=dict(args, first_call_s=first, times_s=times,
+                                       max_rel_diff=diffs))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  if "--fixture" in sys.argv[1:]:
+    print(f"wrote {write_fixture()}")
+  else:
+    harness.case_main(run)

@@ -8,6 +8,9 @@ missing, not run.
 
 CASES = (
     "kernel_speed",       # MLP NNGP/NTK, ReLU and Erf, n=4000 d=784, vs neural-tangents and a Gram product
+    "cnn_kernel_speed",   # 3-layer ReLU CNN and Myrtle-5 NNGP/NTK, time and peak memory, vs neural-tangents
+    "batch_scale",        # kernels.batch time and peak memory against n (full: up to 30,000), vs a Gram product
+    "predict_speed",      # gradient_descent_mse_ensemble, vs neural-tangents
     "empirical_speed",    # empirical NTK of a width-512 MLP, vs neural-tangents' fastest method
     "dmft_speed",         # two-layer and deep DMFT, cold and warm, vs the reference algorithm
     "scaling_fit_speed",  # Chinchilla approach-3 grid fit vs a SciPy L-BFGS-B loop, every start timed
