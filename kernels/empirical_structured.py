@@ -203,12 +203,13 @@ def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
   return jnp.transpose(total, (1, 2, 0)) if mode == "diag" else total / k
 
 
-def _layer_terms(P1, P2, G1, G2, cw, cb, mode, same):
+def _layer_terms(P1, P2, G1, G2, cw, cb, mode, same, order=None):
   """One layer's contribution as ``terms`` ``(A1, A2, X)``, each standing for
   ``X[i, j] sum_m A1[a, i, m] A2[b, j, m]`` (X an (n1, n2) array or a number), and
   a remainder already in the accumulation layout of ``mode``.
 
-  P: (n, S, f) input patches; G: (k, n, S, o) output cotangents.
+  P: (n, S, f) input patches; G: (k, n, S, o) output cotangents. ``order``
+  (``"gram"`` or ``"jacobian"``) overrides the choice by cost.
   """
   n1, s, f = P1.shape
   n2 = P2.shape[0]
@@ -216,13 +217,15 @@ def _layer_terms(P1, P2, G1, G2, cw, cb, mode, same):
   kk = k * k if mode == "full" else k
   gram_cost = n1 * n2 * s * s * (f + kk * o) + kk * n1 * n2 * s * s
   jac_cost = k * (n1 + (0 if same else n2)) * s * f * o + kk * n1 * n2 * f * o
-  if s == 1:  # Gram order: input Gram times cotangent Gram
+  if order is None:
+    order = "gram" if s == 1 or gram_cost <= jac_cost else "jacobian"
+  if s == 1 and order == "gram":  # Gram order: input Gram times cotangent Gram
     X = cw * (P1[:, 0] @ P2[:, 0].T)
     if cb is not None:
       X = X + cb
     return [(G1[:, :, 0], G2[:, :, 0], X)], 0.0
   bias = [] if cb is None else [(jnp.sum(G1, axis=2), jnp.sum(G2, axis=2), cb)]
-  if jac_cost < gram_cost:  # Jacobian order: per-example weight gradients first
+  if order == "jacobian":  # Jacobian order: per-example weight gradients first
     J1 = jnp.einsum("isf,aiso->aifo", P1, G1)
     J2 = J1 if same else jnp.einsum("isf,aiso->aifo", P2, G2)
     J1, J2 = J1.reshape(k, n1, -1), J2.reshape(k, n2, -1)
