@@ -17,8 +17,11 @@ Implementations (agree to float tolerance, see tests):
   matrix of its inputs times that of the cotangents at its outputs, so the cost per
   layer is O(n^2 width) rather than O(n^2 parameters); a Conv layer sums the same
   product over pairs of patches, or contracts per-example weight gradients when that
-  is cheaper (Novak et al. 2022, "Fast Finite Width NTK", Sec. 3.3). Networks with
-  attention or repeat, or outputs with more than one axis, use NTK-vector products.
+  is cheaper (Novak et al. 2022, "Fast Finite Width NTK", Sec. 3.3). Also for a Flax
+  module's ``apply`` whose parameters all belong to ``nn.Dense`` and ``nn.Conv``, with
+  ``vmap_axes=0`` (`kernels.empirical_structured_flax`). Networks with attention or
+  repeat, other Flax layers with parameters, or outputs with more than one axis use
+  NTK-vector products.
 """
 from __future__ import annotations
 
@@ -180,7 +183,9 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     trace_axes: output axes averaged over (neural-tangents semantics).
     diagonal_axes: output axes on which only the diagonal is kept.
     vmap_axes: batch axis of the inputs to vmap the Jacobian over (``"jacobian"`` only).
-    implementation: ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (stax networks).
+    implementation: ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (stax networks, and
+      a Flax module's ``apply`` made of ``nn.Dense`` and ``nn.Conv`` layers with
+      ``vmap_axes=0``, which states that examples do not interact, as in neural-tangents).
     learning_rates: optional pytree like ``params`` of per-leaf learning-rate factors
       (`kernels.optim.learning_rates`); the NTK is then the learning-rate-weighted one.
   """
@@ -188,8 +193,13 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     raise TypeError(f"f must be callable, got {type(f).__name__}.")
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}.")
+  flax_module = None
   if implementation == "structured" and not isinstance(f, ApplyFn):
-    raise ValueError("implementation='structured' needs the apply_fn of a kernels.stax network.")
+    from kernels import empirical_structured_flax  # pylint: disable=g-import-not-at-top
+    flax_module = empirical_structured_flax.module_of(f)
+    if flax_module is None:
+      raise ValueError("implementation='structured' needs the apply_fn of a kernels.stax "
+                       "network or a Flax module's apply.")
 
   @functools.partial(jax.jit, static_argnames=("kw_items",))
   def _ntk(x1, x2, params, kw_items=()):
@@ -198,6 +208,12 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     trace, diag = _check_axes(trace_axes, diagonal_axes, out_ndim)
     if implementation == "structured" and empirical_structured.supports(f):
       out = empirical_structured.structured_ntk(f, x1, x2, params, trace, diag, learning_rates)
+      if out is not None:
+        return out
+    if flax_module is not None and vmap_axes == 0 and not kw_items:
+      from kernels import empirical_structured_flax  # pylint: disable=g-import-not-at-top
+      out = empirical_structured_flax.structured_ntk(flax_module, x1, x2, params, trace, diag,
+                                                     learning_rates)
       if out is not None:
         return out
     # Attention, repeat, outputs with more than one axis: NTK-vector products, same values.

@@ -145,6 +145,15 @@ def _parts(apply_fn, params, x, layers):
 
   ins = jax.eval_shape(inputs)
   probes = {p: jnp.zeros(lay._shape(ins[p].shape, p), x.dtype) for p, lay in layers.items()}
+  return cotangents(fwd, probes)
+
+
+def cotangents(fwd, probes):
+  """``fwd(probes) -> (y, record)`` with y of shape (n, k): returns y, the record and, for
+  each probe, the cotangents at its layer's output of every output coordinate, (k, n, ...).
+
+  One VJP per output coordinate, each for all examples at once: the examples must not
+  interact in ``fwd``. None when y is not (n, k)."""
   y, vjp_fn, rec = jax.vjp(fwd, probes, has_aux=True)
   if y.ndim != 2:
     return None
@@ -171,7 +180,7 @@ def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
   same = x2 is None
   y2, rec2, g2 = p1 if same else _parts(apply_fn, params, x2, layers)
   k, n1, n2 = y1.shape[1], y1.shape[0], y2.shape[0]
-  mode = "trace" if 1 in trace else "diag" if 1 in diag else "full"
+  mode = output_mode(trace, diag)
   terms, dense = [], 0.0
   for path, lay in layers.items():
     W, b = _params_at(params, path)
@@ -190,9 +199,19 @@ def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
     G2 = G1 if same else _cotangents(lay, g2[path])
     cw = w_lr * sc.w_mult ** 2
     cb = None if b is None else b_lr * sc.b_mult ** 2
-    t, d = _layer_terms(P1, P2, G1, G2, cw, cb, mode, same)
+    t, d = layer_terms(P1, P2, G1, G2, cw, cb, mode, same)
     terms += t
     dense = dense + d
+  return combine(terms, dense, mode, k, n1, n2, same)
+
+
+def output_mode(trace, diag) -> str:
+  """How the output axis of (n, k) outputs is handled: ``"trace"``, ``"diag"`` or ``"full"``."""
+  return "trace" if 1 in trace else "diag" if 1 in diag else "full"
+
+
+def combine(terms, dense, mode, k, n1, n2, same):
+  """The NTK from the layers' terms (`_layer_terms`), in neural-tangents' layout."""
   if mode == "full":
     total = _full(terms, k, n1, n2, same) + dense
     return jnp.transpose(total, (1, 3, 0, 2))
@@ -203,7 +222,7 @@ def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
   return jnp.transpose(total, (1, 2, 0)) if mode == "diag" else total / k
 
 
-def _layer_terms(P1, P2, G1, G2, cw, cb, mode, same, order=None):
+def layer_terms(P1, P2, G1, G2, cw, cb, mode, same, order=None):
   """One layer's contribution as ``terms`` ``(A1, A2, X)``, each standing for
   ``X[i, j] sum_m A1[a, i, m] A2[b, j, m]`` (X an (n1, n2) array or a number), and
   a remainder already in the accumulation layout of ``mode``.

@@ -89,7 +89,7 @@ def test_gram_and_jacobian_orders_agree(mode, same):
     def both_orders(P1, P2, G1, G2):
       got = {}
       for order in ("gram", "jacobian"):
-        terms, rest = empirical_structured._layer_terms(
+        terms, rest = empirical_structured.layer_terms(
             P1, P1 if same else P2, G1, G1 if same else G2, 0.7, 0.2, mode, same, order)
         if mode == "full":
           got[order] = empirical_structured._full(terms, k, 4, n2, same) + rest
@@ -117,3 +117,32 @@ def test_symmetric_blocks_equal_the_full_product(k, n):
   got, want = jax.jit(lambda t: (empirical_structured._full_symmetric(t, k, n),
                                   empirical_structured._full(t, k, n, n, same=False)))(terms)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+
+
+def test_flax_cnn_structured_equals_jacobian_contraction():
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from kernels import empirical_structured_flax  # pylint: disable=g-import-not-at-top
+
+  class CNN(nn.Module):
+    norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(nn.Conv(4, (3, 3))(x))
+      x = nn.relu(nn.Conv(3, (2, 2), strides=(2, 1), padding="VALID")(x))
+      if self.norm:
+        x = nn.LayerNorm()(x)
+      return nn.Dense(3)(jnp.mean(x, axis=(1, 2)))
+
+  with jax.enable_x64(True):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 6, 5, 2)))
+    for norm in (False, True):
+      m = CNN(norm)
+      v = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), m.init(jax.random.PRNGKey(0), x))
+      ref = _jacobian_ntk(m.apply, v, x, x)
+      got = empirical_ntk_fn(m.apply, trace_axes=(), vmap_axes=0, implementation="structured")
+      np.testing.assert_allclose(got(x, None, v), ref, rtol=1e-10,
+                                 atol=1e-12 * float(jnp.abs(ref).max()))
+      # LayerNorm has parameters of its own: NTK-vector products instead, same values.
+      direct = empirical_structured_flax.structured_ntk(m, x, None, v, (), ())
+      assert (direct is None) == norm
