@@ -59,6 +59,20 @@ def prepare(X, y, X_test=None, y_test=None) -> Problem:
   return Problem(x, yy, xt, yt, jnp.concatenate([x, xt]))
 
 
+def gaussian_draws(seed, shapes, dtype) -> list:
+  """Standard Gaussian arrays of the given shapes, drawn in order from one generator.
+
+  ``seed`` is an int or a JAX PRNG key (its bits seed the generator). The draws are
+  NumPy's: a compiled JAX sampler would add its compilation to every cold solve.
+  """
+  seed = val.check_seed(seed)
+  if isinstance(seed, jax.Array):
+    data = jax.random.key_data(seed) if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) else seed
+    seed = [int(v) for v in np.asarray(data).ravel()]
+  rng = np.random.default_rng(seed)
+  return [rng.standard_normal(shape).astype(np.dtype(dtype)) for shape in shapes]
+
+
 def time_index(steps: int, kernel_times: Optional[int]) -> tuple:
   """``kernel_times`` (default min(steps + 1, 11)) evenly spaced steps in [0, steps]."""
   if kernel_times is None:

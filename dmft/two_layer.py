@@ -47,20 +47,15 @@ def initial_kernels(activation, x_all, w_std=1.0, readout_std=1.0):
   return phi0, readout_std ** 2 * dphi0
 
 
-@functools.partial(jax.jit, static_argnames=("act", "n_half", "net"))
-def _initial_state(x_all, key, w_std, readout_std, *, act, n_half, net):
-  """Exact t=0 kernels, the network's NTK (its kernel_fn) and the sampled initial
-  weights, as one compiled program.
+@functools.partial(jax.jit, static_argnames=("act", "net"))
+def _initial_kernels(x_all, w_std, readout_std, *, act, net):
+  """Exact t=0 kernels and the network's NTK (its kernel_fn), as one compiled program.
 
-  (Run op by op, the dozens of small kernel and sampling operations each
-  compiled separately and dominated a first call.)
+  (Run op by op, the dozens of small kernel operations each compiled separately
+  and dominated a first call.)
   """
   phi0, g0 = initial_kernels(act, x_all, w_std, readout_std)
-  ntk0 = net.kernel_fn(x_all, None, "ntk")
-  ka, kw = jax.random.split(key)
-  a_half = jax.random.normal(ka, (n_half,), x_all.dtype)
-  w_half = jax.random.normal(kw, (n_half, x_all.shape[1]), x_all.dtype)
-  return phi0, g0, ntk0, a_half, w_half
+  return phi0, g0, net.kernel_fn(x_all, None, "ntk")
 
 
 @functools.partial(
@@ -210,15 +205,15 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=4096, damping=
   if max_iterations is None:
     max_iterations = steps + 10
   max_iterations = val.check_int(max_iterations, "max_iterations", minimum=1)
-  key = val.seed_key(seed)
   t_index = core.time_index(steps, kernel_times)
   if method not in ("march", "iterate"):
     raise ValueError(f"method must be 'march' or 'iterate', got {method!r}")
   w_std, readout_std, gamma0 = arch.input_std, arch.readout_std, arch.gamma0
 
   # The exact initial NTK (the control variate's reference) is the network's kernel_fn.
-  phi0, g0, ntk0, a_half, w_half = _initial_state(
-      x_all, key, w_std, readout_std, act=act, n_half=(n_samples + 1) // 2, net=net)
+  phi0, g0, ntk0 = _initial_kernels(x_all, w_std, readout_std, act=act, net=net)
+  n_half = (n_samples + 1) // 2  # antithetic pairs: readout (n_half,), input (n_half, d)
+  a_half, w_half = core.gaussian_draws(seed, [(n_half,), (n_half, x_all.shape[1])], dtype)
   lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
   out = _solve(x_all, yy, ntk0, a_half, w_half, act=act, gamma0=gamma0, lr=lr,
                steps=steps, n_train=p,

@@ -266,13 +266,19 @@ def as_targets(y, n_points: int, name: str = "y") -> jax.Array:
   return arr
 
 
-def seed_key(seed, name: str = "seed") -> jax.Array:
-  """A PRNG key from an int seed (or a key passed through)."""
+def check_seed(seed, name: str = "seed"):
+  """The seed itself, after checking it is an int or a jax PRNG key (TypeError otherwise)."""
   if isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, bool):
-    return jax.random.PRNGKey(int(seed))
+    return int(seed)
   if isinstance(seed, jax.Array):
     return seed
   raise TypeError(f"{name} must be an int or a jax PRNG key, got {type(seed).__name__}.")
+
+
+def seed_key(seed, name: str = "seed") -> jax.Array:
+  """A PRNG key from an int seed (or a key passed through)."""
+  seed = check_seed(seed, name)
+  return jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
 
 
 def check_fit_options(*, delta, bootstrap, confidence, max_iter) -> None:
