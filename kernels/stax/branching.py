@@ -19,36 +19,65 @@ def _union(tags):
 
 @dataclasses.dataclass(frozen=True)
 class FanInConcatLayer(Layer):
-  """Concatenates a list of branches along the channel axis."""
+  """Concatenates a list of branches along ``axis`` of ``(n, *spatial, channels)``.
+
+  Along channels the kernel is the channel-weighted mean of the branches' kernels;
+  along a spatial axis the branches' covariances are placed block-diagonally in the
+  pair of positions of that axis (independent mean-zero Gaussian branches, zero
+  covariance across them), or concatenated when only equal positions are carried
+  (neural-tangents' ``_concat_kernels``).
+  """
   axis: int = -1
 
   def __post_init__(self):
-    if self.axis != -1:
-      raise ValueError(f"FanInConcat: axis must be -1 (channels), got {self.axis!r}; "
-                       "concatenation along spatial axes is not supported.")
+    if isinstance(self.axis, bool) or not isinstance(self.axis, int):
+      raise TypeError(f"FanInConcat: axis must be an int, got {self.axis!r}.")
+
+  def _axis(self, ndim, where):
+    """The axis as a non-negative index of an ``ndim``-axis activation; not the batch."""
+    if not -ndim <= self.axis < ndim:
+      raise ValueError(f"FanInConcat at {where}: axis={self.axis} is out of range for "
+                       f"inputs with {ndim} axes.")
+    a = self.axis % ndim
+    if a == 0:
+      raise ValueError(f"FanInConcat at {where}: axis={self.axis} is the batch axis; "
+                       "concatenate along a spatial or the channel axis.")
+    return a
 
   def _flow(self, tags, path, roles):
     return _union(tags)
 
   def _shape(self, shapes, path):
     shapes = [tuple(s) for s in _as_list(shapes, "input shapes")]
-    if any(s[:-1] != shapes[0][:-1] for s in shapes):
-      raise ValueError(f"FanInConcat needs branches with equal non-channel axes, got {shapes}.")
-    return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+    if any(len(s) != len(shapes[0]) for s in shapes):
+      raise ValueError(f"FanInConcat needs branches with equal numbers of axes, got {shapes}.")
+    a = self._axis(len(shapes[0]), path)
+    rest = lambda s: s[:a] + s[a + 1:]
+    if any(rest(s) != rest(shapes[0]) for s in shapes):
+      raise ValueError(f"FanInConcat needs branches with equal shapes except along axis="
+                       f"{self.axis}, got {shapes}.")
+    return shapes[0][:a] + (sum(s[a] for s in shapes),) + shapes[0][a + 1:]
 
   def _init(self, key, shapes, path, ctx, sampler, dtype):
     return self._shape(shapes, path), ()
 
   def _apply(self, params, xs, path, ctx, probes=None, record=None):
     xs = _as_list(xs, "inputs")
+    a = self._axis(xs[0].ndim, path)
     self._shape([x.shape for x in xs], path)
-    return jnp.concatenate(xs, axis=-1)
+    return jnp.concatenate(xs, axis=a)
 
   def _kernel(self, ks, path, ctx):
-    """Channel-weighted mean of the branches' kernels (neural-tangents' FanInConcat)."""
     ks = _as_list(ks, "kernels")
+    a = self._axis(len(ks[0].spatial) + 2, path)
     if len(ks) == 1:
       return ks[0]
+    if a == len(ks[0].spatial) + 1:
+      return self._concat_channels(ks, path)
+    return self._concat_spatial(ks, path, a - 1)
+
+  def _concat_channels(self, ks, path):
+    """Channel-weighted mean of the branches' kernels (neural-tangents' FanInConcat)."""
     if any(k.spatial != ks[0].spatial or k.diagonal_spatial != ks[0].diagonal_spatial
            for k in ks):
       raise ValueError("FanInConcat needs branches with equal spatial shapes, got "
@@ -65,9 +94,51 @@ class FanInConcatLayer(Layer):
                          width=sum(widths), is_gaussian=False, source=("concat", path),
                          covs=None)
 
+  def _concat_spatial(self, ks, path, i):
+    """Spatial axis ``i``: independent branches, block-diagonal in that axis's positions."""
+    k0 = ks[0]
+    rest = lambda k: k.spatial[:i] + k.spatial[i + 1:]
+    if any(rest(k) != rest(k0) or k.width != k0.width or
+           k.diagonal_spatial != k0.diagonal_spatial for k in ks):
+      raise ValueError(f"FanInConcat at {path} needs branches with equal shapes except along "
+                       f"axis={self.axis}, got spatial shapes {[k.spatial for k in ks]} and "
+                       f"channels {[k.width for k in ks]}.")
+    if not all(k.is_gaussian for k in ks):
+      raise ValueError(f"FanInConcat at {path} along the spatial axis={self.axis} needs "
+                       "mean-zero Gaussian branches (each ending in an affine layer such as "
+                       "Dense or Conv).")
+    sources = [k.source for k in ks]
+    if len(set(sources)) != len(sources):
+      raise ValueError(f"FanInConcat at {path} along the spatial axis={self.axis} needs "
+                       "independent branches, but two share the same last affine layer.")
+    full = not k0.diagonal_spatial
+
+    def cat(mats, batch_ndim):
+      if full:
+        ax = batch_ndim + 2 * i  # first position of the axis; the second follows it
+        sizes = [m.shape[ax] for m in mats]
+        rows = []
+        for j, m in enumerate(mats):
+          pads = [(0, 0)] * m.ndim
+          pads[ax] = (sum(sizes[:j]), sum(sizes[j + 1:]))
+          rows.append(jnp.pad(m, pads))
+        return jnp.concatenate(rows, ax + 1)
+      return jnp.concatenate(mats, batch_ndim + i)
+
+    with_ntk = all(k.ntk is not None for k in ks)
+    ntk = None
+    if with_ntk:
+      ntk = cat([jnp.broadcast_to(k.ntk, k.nngp.shape) for k in ks], 2)
+    cov1 = cat([k.cov1 for k in ks], 1)
+    spatial = k0.spatial[:i] + (sum(k.spatial[i] for k in ks),) + k0.spatial[i + 1:]
+    return k0.replace(nngp=cat([k.nngp for k in ks], 2), ntk=ntk, cov1=cov1,
+                      cov2=cov1 if k0.x1_is_x2 else cat([k.cov2 for k in ks], 1),
+                      spatial=spatial, is_gaussian=True, source=("concat", path), covs=None)
+
 
 def FanInConcat(axis: int = -1) -> FanInConcatLayer:  # pylint: disable=invalid-name
-  """Concatenates branches along channels (neural_tangents.stax.FanInConcat)."""
+  """Concatenates branches along ``axis`` (neural_tangents.stax.FanInConcat): channels
+  (default) or a spatial axis of channels-last inputs."""
   return FanInConcatLayer(axis)
 
 
