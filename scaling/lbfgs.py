@@ -9,10 +9,15 @@ every start gets as many iterations as it needs, and the batch never waits on
 its slowest member with the others idle, with fixed shapes and no Python loop.
 
 Each iteration is L-BFGS (Nocedal and Wright 2006, Alg. 7.4, two-loop
-recursion) with a line search whose trial step lengths are evaluated
-together, taking the longest one that meets the Armijo condition. When no
-trial decreases the objective, the memory is cleared, the step scale shrinks
-and the next iteration tries steepest descent.
+recursion) with one evaluation of value and gradient: at the trial step (the
+unit step times a step scale), accepted when it meets the Armijo condition or
+lowers the objective. A failed trial backtracks across iterations: the point
+and memory stay, the step scale shrinks by 4 and the next iteration retries the
+same direction shorter; once the scale falls below 1e-4 the memory is cleared
+and steepest descent is tried. (Several trial lengths evaluated together per
+iteration cost more evaluations than the backtracking saves: on the
+Chinchilla grid, two trials (1, 0.1) with the memory cleared at every failure
+took 138 iterations per start at 2 evaluations each, one trial 107 at 1.)
 
 A start is `converged` when it passes a first-order optimality test, with
 the objective's own scale s = max(|f|, 1):
@@ -35,8 +40,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Relative trial step lengths of the line search, longest first.
-_STEPS = (1.0, 0.1)
+# Relative trial step lengths of the line search, longest first (evaluated together).
+_STEPS = (1.0,)
+# A failed step multiplies the step scale by _SHRINK; below _CLEAR_BELOW the memory is
+# cleared.
+_SHRINK = 0.25
+_CLEAR_BELOW = 1e-4
 _ARMIJO = 1e-4
 _MIN_SCALE = 1e-14
 # A stalled start may stop with a gradient up to this many times `gtol`.
@@ -90,9 +99,9 @@ def _direction(g, s_hist, y_hist, rho):
 
 def _step(fun, slot: _Slot, args, *, max_iter, gtol, ftol) -> _Slot:
   """One L-BFGS iteration of one slot (or the first evaluation of a start)."""
-  f_and_g = jax.value_and_grad(lambda x: fun(x, *args))
-  f_only = jax.vmap(lambda x: fun(x, *args))
-  steps = jnp.asarray(_STEPS, slot.x.dtype) * slot.scale
+  f_and_g = jax.vmap(jax.value_and_grad(lambda x: fun(x, *args)))
+  # A fresh start evaluates its own point (all trial steps zero).
+  steps = jnp.where(slot.fresh, 0.0, jnp.asarray(_STEPS, slot.x.dtype) * slot.scale)
   empty = jnp.all(slot.rho == 0)
   gnorm = jnp.linalg.norm(slot.g)
   d = _direction(slot.g, slot.s_hist, slot.y_hist, slot.rho)
@@ -101,14 +110,18 @@ def _step(fun, slot: _Slot, args, *, max_iter, gtol, ftol) -> _Slot:
   use_sd = empty | ~(slope < 0)
   d = jnp.where(use_sd, sd, d)
   slope = jnp.where(use_sd, jnp.dot(slot.g, sd), slope)
-  trial_f = f_only(slot.x[None, :] + steps[:, None] * d[None, :])
-  trial_f = jnp.where(jnp.isfinite(trial_f), trial_f, jnp.inf)
+  # Value and gradient at every trial point in one batched evaluation: the accepted
+  # point's are kept, so no further evaluation is needed (a failed search keeps x, f, g).
+  trial_f_raw, trial_g = f_and_g(slot.x[None, :] + steps[:, None] * d[None, :])
+  trial_f = jnp.where(jnp.isfinite(trial_f_raw), trial_f_raw, jnp.inf)
   armijo = trial_f <= slot.f + _ARMIJO * steps * slope
   k = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(trial_f))
   moved = jnp.any(armijo) | (trial_f[k] < slot.f)
-  x_new = jnp.where(slot.fresh, slot.x,
-                    jnp.where(moved, slot.x + steps[k] * d, slot.x))
-  f_new, g_new = f_and_g(x_new)
+  k = jnp.where(slot.fresh, 0, k)
+  take = slot.fresh | moved
+  x_new = jnp.where(take, slot.x + steps[k] * d, slot.x)
+  f_new = jnp.where(take, trial_f_raw[k], slot.f)
+  g_new = jnp.where(take, trial_g[k], slot.g)
   s = x_new - slot.x
   y = g_new - slot.g
   sy = jnp.dot(s, y)
@@ -119,10 +132,13 @@ def _step(fun, slot: _Slot, args, *, max_iter, gtol, ftol) -> _Slot:
                      slot.y_hist)
   rho = jnp.where(keep, jnp.roll(slot.rho, 1).at[0].set(1.0 / sy), slot.rho)
   failed = ~slot.fresh & ~moved
-  s_hist = jnp.where(failed, 0.0, s_hist)
-  y_hist = jnp.where(failed, 0.0, y_hist)
-  rho = jnp.where(failed, 0.0, rho)
-  scale = jnp.where(failed, slot.scale * 0.02,
+  # A failed step backtracks across iterations (same memory, hence the same direction, at
+  # a shorter step); only below _CLEAR_BELOW is the memory dropped for steepest descent.
+  clear = failed & (slot.scale * _SHRINK < _CLEAR_BELOW)
+  s_hist = jnp.where(clear, 0.0, s_hist)
+  y_hist = jnp.where(clear, 0.0, y_hist)
+  rho = jnp.where(clear, 0.0, rho)
+  scale = jnp.where(failed, slot.scale * _SHRINK,
                     jnp.where(moved & ~empty, 1.0,
                               jnp.minimum(slot.scale * 10.0, 1.0)))
   scale = jnp.where(slot.fresh, 1.0, scale)
