@@ -380,6 +380,23 @@ def _restore_jax_aliases():
     ad.config = jax.config
 
 
+def empirical_cnn_fn(arch):
+  """``f(params, x)`` of a CNN given as data, with the parameters and semantics of Flax's
+  ``nn.Conv`` (NHWC, HWIO kernel, bias) and ``nn.Dense``: ``arch = {"convs": [[features,
+  [kh, kw], padding], ...], "out": k}``, each conv followed by ReLU, then the mean over
+  positions and a Dense readout."""
+  def f(params, x):
+    p = params["params"]
+    for i, (_, _, padding) in enumerate(arch["convs"]):
+      layer = p[f"Conv_{i}"]
+      x = jax.lax.conv_general_dilated(x, layer["kernel"], (1, 1), padding,
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      x = jax.nn.relu(x + layer["bias"])
+    x = jnp.mean(x, axis=(1, 2))
+    return x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+  return f
+
+
 class Server:
   """State of the benchmark commands between calls."""
 
@@ -452,8 +469,9 @@ class Server:
 
   # -- empirical NTK --
   def empirical_setup(self, params_npz, inputs_npz, depth, width, out_dim, W_std, b_std,
-                      implementation):
-    """Compiles ahead of time (not timed); the first execution is then a valid timing."""
+                      implementation, trace_axes=(), name=None):
+    """Compiles ahead of time (not timed); the first execution is then a valid timing.
+    Stored under ``name`` (default: the implementation) for `empirical_time`."""
     x = jnp.asarray(np.load(inputs_npz)["x"], jnp.float32)
     layers = []
     for _ in range(depth):
@@ -469,11 +487,11 @@ class Server:
     params = tuple(params)
     if implementation == 3:
       _restore_jax_aliases()
-    ntk_fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0,
+    ntk_fn = nt.empirical_ntk_fn(apply_fn, trace_axes=tuple(trace_axes), vmap_axes=0,
                                  implementation=implementation)
     t0 = time.perf_counter()
     compiled = jax.jit(lambda x, p: ntk_fn(x, None, p)).lower(x, params).compile()
-    self.empirical[implementation] = (compiled, x, params)
+    self.empirical[implementation if name is None else name] = (compiled, x, params)
     return dict(compile_s=time.perf_counter() - t0)
 
   def empirical_time(self, implementation, repeats=1):
@@ -489,6 +507,26 @@ class Server:
     fn, x, params = self.empirical[implementation]
     np.savez(out_npz, ntk=np.asarray(fn(x, params)))
     return out_npz
+
+  def empirical_fn_setup(self, name, arch, params_npz, inputs_npz, implementation):
+    """As `empirical_setup` for a JAX function given as data (`empirical_cnn_fn`), its
+    parameters stored flat as ``"a/b/c"`` keys of a nested dictionary (Flax's layout)."""
+    x = jnp.asarray(np.load(inputs_npz)["x"], jnp.float32)
+    params = {}
+    for key, value in np.load(params_npz).items():
+      *outer, leaf = key.split("/")
+      d = params
+      for k in outer:
+        d = d.setdefault(k, {})
+      d[leaf] = jnp.asarray(value)
+    if implementation == 3:
+      _restore_jax_aliases()
+    ntk_fn = nt.empirical_ntk_fn(empirical_cnn_fn(arch), trace_axes=(), vmap_axes=0,
+                                 implementation=implementation)
+    t0 = time.perf_counter()
+    compiled = jax.jit(lambda x, p: ntk_fn(x, None, p)).lower(x, params).compile()
+    self.empirical[name] = (compiled, x, params)
+    return dict(compile_s=time.perf_counter() - t0)
 
   def versions(self):
     return versions()
