@@ -12,7 +12,9 @@ round-robin. The comparison that counts is fastest against fastest: ours
 3), which runs on jax 0.5.3 once two aliases that newer JAX dropped are restored
 (`nt_reference._restore_jax_aliases`), and its NTK-vector products
 (implementation 2). The full suite adds both libraries' Jacobian contractions
-(implementation 1; several GB and about a minute each).
+(implementation 1; several GB and about a minute each). A second row times the
+default ``trace_axes=(-1,)`` (the (100, 100) mean over outputs) for both structured
+methods.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ N, D, WIDTH, DEPTH, OUT = 100, 784, 512, 3, 10
 W_STD, B_STD = 1.5, 0.05
 NT_NAMES = {1: "jacobian_contraction", 2: "ntk_vector_products", 3: "structured_derivatives"}
 OURS_FOR = {1: "jacobian", 2: "ntvp", 3: "structured"}
+TRACED, NT_TRACED = "traced/ours/structured", "traced/nt/structured_derivatives"
 
 
 def network():
@@ -87,6 +90,28 @@ def run(ctx) -> dict:
       compile_s[key] = r["compile_s"]
       contenders[key] = lambda i=i: worker.call("empirical_time", implementation=i)[0]
       ctx.log(f"compiled {key} in {r['compile_s']:.1f} s")
+  # The default trace_axes=(-1,) (the (100, 100) mean over outputs), fastest methods only.
+  fn = empirical_ntk_fn(apply_fn, vmap_axes=0, implementation="structured")
+  t0 = time.perf_counter()
+  traced = jax.jit(lambda x, p: fn(x, None, p)).lower(x, params).compile()
+  compile_s[TRACED] = time.perf_counter() - t0
+
+  def timed_traced():
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(traced(x, params))
+    values.setdefault(TRACED, np.asarray(out))
+    return time.perf_counter() - t0
+  contenders[TRACED] = timed_traced
+  if worker is not None:
+    try:
+      r = worker.call("empirical_setup", params_npz=str(ctx.tmp / "params.npz"),
+                      inputs_npz=str(ctx.tmp / "x.npz"), depth=DEPTH, width=WIDTH,
+                      out_dim=OUT, W_std=W_STD, b_std=B_STD, implementation=3,
+                      trace_axes=(-1,), name="traced")
+      compile_s[NT_TRACED] = r["compile_s"]
+      contenders[NT_TRACED] = lambda: worker.call("empirical_time", implementation="traced")[0]
+    except RuntimeError as e:
+      failed[NT_TRACED] = str(e).strip().splitlines()[-1]
   repeats = 7 if ctx.full else 5
   times = harness.interleave(contenders, repeats, budget_s=20.0, log=ctx.log)
   st = {k: harness.stats(v) for k, v in times.items()}
@@ -97,8 +122,15 @@ def run(ctx) -> dict:
         path = worker.call("empirical_values", implementation=i,
                            out_npz=str(ctx.tmp / f"nt{i}.npz"))
         values[key] = np.load(path)["ntk"]
+    if NT_TRACED in st:
+      path = worker.call("empirical_values", implementation="traced",
+                         out_npz=str(ctx.tmp / "nt_traced.npz"))
+      values[NT_TRACED] = np.load(path)["ntk"]
   base = values["ours/structured"]
-  diffs = {k: harness.max_rel_diff(v, base) for k, v in values.items() if k != "ours/structured"}
+  diffs = {k: harness.max_rel_diff(v, base) for k, v in values.items()
+           if k.startswith(("ours/", "nt/")) and k != "ours/structured"}
+  if NT_TRACED in values:
+    diffs[NT_TRACED] = harness.max_rel_diff(values[NT_TRACED], values[TRACED])
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
   rows = []
   ours_best = min((k for k in st if k.startswith("ours/")), key=lambda k: st[k]["median"])
@@ -123,6 +155,13 @@ def run(ctx) -> dict:
   else:
     rows.append(harness.row(f"{ours_best} (no reference)", st[ours_best],
                             first_call=dict(ours=compile_s[ours_best])))
+  if NT_TRACED in st:
+    rows.append(harness.row("default trace_axes=(-1,): ours/structured vs the same method",
+                            st[TRACED], st[NT_TRACED],
+                            reference_name="neural-tangents structured_derivatives",
+                            first_call=dict(ours=compile_s[TRACED],
+                                            reference=compile_s[NT_TRACED]),
+                            max_diff=diffs.get(NT_TRACED)))
   for key, why in failed.items():
     rows.append(harness.row(f"{key} failed", None, note=why[:120]))
   return dict(rows=rows, details=dict(parameters=n_params, compile_s=compile_s, times_s=times,

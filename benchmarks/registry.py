@@ -12,6 +12,7 @@ CASES = (
     "batch_scale",        # kernels.batch time and peak memory against n (full: up to 30,000), vs a Gram product
     "predict_speed",      # gradient_descent_mse_ensemble, vs neural-tangents
     "empirical_speed",    # empirical NTK of a width-512 MLP, vs neural-tangents' fastest method
+    "empirical_cnn_speed",  # empirical NTK of a Flax CNN (3 x Conv(64), 32 x 16x16x3), vs neural-tangents' fastest
     "dmft_speed",         # two-layer and deep DMFT, cold and warm, vs the reference algorithm
     "scaling_fit_speed",  # Chinchilla approach-3 grid fit vs a SciPy L-BFGS-B loop, every start timed
     "compile_speed",      # first call against depth
