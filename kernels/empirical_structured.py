@@ -23,6 +23,7 @@ from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kernels.stax import spatial_ops
 from kernels.stax.conv import Conv
@@ -97,19 +98,32 @@ def _patches(layer, x):
   """(n, positions, features) patches of a layer's input, positions in its output's order."""
   if isinstance(layer, Dense):
     return x.reshape(x.shape[0], -1, x.shape[-1])
-  lhs, rhs, out = layer.dimension_numbers
-  pad = layer.padding
-  rhs_sp = [c for c in rhs if c not in "IO"]
-  if pad == "CIRCULAR":
-    widths = [(0, 0)] * x.ndim
-    for c, w, st in zip(rhs_sp, layer.filter_shape, layer.strides):
-      a = lhs.index(c)
-      widths[a] = spatial_ops.pads(x.shape[a], w, st, "SAME")
-    x = jnp.pad(x, widths, mode="wrap")
-    pad = "VALID"
-  p = jax.lax.conv_general_dilated_patches(x, layer.filter_shape, layer.strides, pad,
-                                           dimension_numbers=(lhs, rhs, out))
-  return _to_nsc(p, out)
+  lhs, _, out = layer.dimension_numbers
+  letters = [c for c in out if c not in "NC"]
+  x = jnp.transpose(x, [lhs.index("N")] + [lhs.index(c) for c in letters] + [lhs.index("C")])
+  fs, st = layer._filter_for(letters)
+  return patches(x, fs, st, layer.padding)
+
+
+def patches(x, filter_shape, strides, padding):
+  """(n, positions, window * channels) patches of channels-last ``x`` (n, *spatial, c),
+  gathered by strided slices (a convolution with a one-hot filter would cost as much as
+  the layer itself). ``padding``: ``"VALID"``, ``"SAME"`` (as `jax.lax`) or ``"CIRCULAR"``."""
+  widths = [(0, 0)]
+  for size, w, s in zip(x.shape[1:-1], filter_shape, strides):
+    widths.append(spatial_ops.pads(size, w, s, "VALID" if padding == "VALID" else "SAME"))
+  widths.append((0, 0))
+  out = [spatial_ops.out_size(size, w, s, "VALID" if padding == "VALID" else "SAME")
+         for size, w, s in zip(x.shape[1:-1], filter_shape, strides)]
+  x = jnp.pad(x, widths, mode="wrap" if padding == "CIRCULAR" else "constant")
+  pieces = []
+  for offset in np.ndindex(*filter_shape):
+    start = (0,) + tuple(offset) + (0,)
+    limit = ((x.shape[0],) + tuple(o + (m - 1) * s + 1 for o, m, s in zip(offset, out, strides))
+             + (x.shape[-1],))
+    pieces.append(jax.lax.slice(x, start, limit, (1,) + tuple(strides) + (1,)))
+  p = jnp.stack(pieces, axis=-2)  # (n, *out, window, c)
+  return p.reshape(p.shape[0], -1, p.shape[-2] * p.shape[-1])
 
 
 def _to_nsc(y, spec):
@@ -273,7 +287,7 @@ def _full_symmetric(terms, k, n):
   (k n, k n) matrix are computed, then mirrored. Blocks are groups of outputs (or, for
   one output, ranges of examples), so each block's factor ``X`` is a slice of it."""
   if k > 1:
-    ka = next(d for d in range(1, k + 1) if k % d == 0 and (d * n >= 128 or d == k))
+    ka = next(d for d in range(1, k + 1) if k % d == 0 and (d * n >= 64 or d == k))
     r, size = k // ka, ka * n
   else:
     r = max(1, min(4, n // 256))

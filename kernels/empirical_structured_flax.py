@@ -16,9 +16,6 @@ import jax.numpy as jnp
 
 from kernels import empirical_structured as es
 
-_SPATIAL = "ABDEFGHJKLMPQRSTUVWXYZ"
-
-
 class _Unsupported(Exception):
   pass
 
@@ -57,11 +54,7 @@ def _strides(mod):
 def _patches(mod, x):
   if isinstance(mod, nn.Dense):
     return x.reshape(x.shape[0], -1, x.shape[-1])
-  sp = _SPATIAL[:len(mod.kernel_size)]
-  dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
-  p = jax.lax.conv_general_dilated_patches(x, tuple(mod.kernel_size), _strides(mod),
-                                           mod.padding.upper(), dimension_numbers=dn)
-  return p.reshape(p.shape[0], -1, p.shape[-1])
+  return es.patches(x, tuple(mod.kernel_size), _strides(mod), mod.padding.upper())
 
 
 def _run(module, variables, x, probes, record):
