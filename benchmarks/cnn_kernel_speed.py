@@ -14,7 +14,9 @@ with ``kernels.stax`` here and ``neural_tangents.stax`` in the reference process
   b_std = 0, SAME padding, on 32x32x3 inputs: 4 of them in the quick suite, 64
   (tiles of 8 by both libraries' ``batch``) in the full suite. The full spatial
   covariance of 64 such inputs holds 64^2 32^4 floats (17 GB) per kernel, so the
-  full size is tiled on both sides.
+  full size is tiled on both sides; one tiled call takes tens of minutes per side
+  on 2 cores, so it has one timed repeat after the first call, and its peak
+  memory is measured on 16 inputs (2 x 2 tiles: the peak is a tile's working set).
 
 ``kernel_fn(x, None, get=("nngp", "ntk"))`` in float32, jitted, seeded Gaussian
 inputs. Ours and neural-tangents (its own process) are timed in alternation
@@ -118,16 +120,25 @@ def one_network(ctx, name, spec, n, side, batch_size):
     setup = worker.call("spec_setup", spec=spec, inputs_npz=x_path, batch_size=batch_size)
     first["reference"] = setup["first_call_s"]
     contenders["neural_tangents"] = lambda: worker.call("spec_time", repeats=1)[0]
-  times = harness.interleave(contenders, 5 if ctx.full else 3, log=ctx.log)
+  # A tiled full-size Myrtle-5 call takes tens of minutes per side here: one timed repeat.
+  times = harness.interleave(contenders, 1 if batch_size else (5 if ctx.full else 3),
+                             log=ctx.log)
   st = {k: harness.stats(v) for k, v in times.items()}
   details = dict(n=n, input_shape=[side, side, 3], batch_size=batch_size, first_call_s=first,
                  times_s=times)
-  memory = dict(ours=peak_memory(sys.executable, "kernels.stax", spec_path, x_path, batch_size))
+  # Tiled: the peak is one tile's working set, measured on 2 x 2 tiles.
+  n_memory = min(n, 2 * batch_size) if batch_size else n
+  memory_path = str(ctx.tmp / "x_memory.npz")
+  np.savez(memory_path, x=x_np[:n_memory])
+  details["peak_memory_n"] = n_memory
+  memory = dict(ours=peak_memory(sys.executable, "kernels.stax", spec_path, memory_path,
+                                 batch_size))
   max_diff = None
   if worker is not None:
     from benchmarks import reference_env  # pylint: disable=g-import-not-at-top
     memory["neural_tangents"] = peak_memory(
-        str(reference_env.python_path()), "neural_tangents.stax", spec_path, x_path, batch_size,
+        str(reference_env.python_path()), "neural_tangents.stax", spec_path, memory_path,
+        batch_size,
         env=reference_env._env())  # pylint: disable=protected-access
     ref = np.load(worker.call("spec_values", out_npz=str(ctx.tmp / "nt.npz")))
     k = kernel_fn(x, None, get=GET)
@@ -136,7 +147,8 @@ def one_network(ctx, name, spec, n, side, batch_size):
     max_diff = max(details["ours_vs_neural_tangents"].values())
   details["peak_memory"] = memory
   mem = {k: v["peak_above_baseline_gb"] for k, v in memory.items()}
-  mem_text = "peak memory above baseline: ours " + f"{mem['ours']:.2f} GB" + (
+  mem_text = (f"peak memory above baseline (n={n_memory}): ours " if n_memory != n else
+              "peak memory above baseline: ours ") + f"{mem['ours']:.2f} GB" + (
       f", neural-tangents {mem['neural_tangents']:.2f} GB" if "neural_tangents" in mem else "")
   what = (f"{name}, n={n}, {side}x{side}x3" +
           (f", tiles of {batch_size}" if batch_size else ""))
