@@ -10,9 +10,12 @@ same T, P and samples. The cold call of ours runs in a fresh process, as a
 researcher's first configuration does; warm calls are interleaved with the
 reference's. Values: the largest difference of the two loss curves next to the
 reference's own spread over two seeds. Deep: `dmft.solve_deep` (L = 2 hidden
-layers, the settings of dmft/configs/deep.py), cold and warm; no reference
-implementation of the deep algorithm is included, so its row has ours only. The
-full suite doubles T and the repeats.
+ReLU layers, the settings of dmft/configs/deep.py: T = 12, P = 6 in 5
+dimensions, 4096 samples), cold and warm, against the same algorithm for deep
+networks (`benchmarks.dmft_deep_reference`: the deep field equations in a
+Python time loop, dense kernels, Stein responses, 20 outer iterations, 4096
+samples), values as for two layers. The full suite doubles the two-layer T and
+the repeats.
 """
 from __future__ import annotations
 
@@ -110,17 +113,48 @@ def run(ctx) -> dict:
 
   deep_steps = 12
   try:
+    from benchmarks import dmft_deep_reference  # pylint: disable=g-import-not-at-top
     deep_cold = _cold_in_fresh_process("deep", deep_steps)
     solve("deep", deep_steps, seed=0)
-    deep = harness.interleave(dict(ours=lambda: harness.timer(
-        lambda: solve("deep", deep_steps, next(seed)))()), repeats, log=ctx.log)
-    loss = solve("deep", deep_steps, seed=0)
-    details["deep"] = dict(depth=2, steps=deep_steps, times_s=deep["ours"], cold_s=deep_cold,
-                           final_loss=float(loss[-1]))
-    rows.append(harness.row(f"deep L=2, T={deep_steps}, P=6, warm", harness.stats(deep["ours"]),
-                            first_call=dict(ours=deep_cold),
-                            note="no reference implementation of the deep algorithm" +
-                            ("" if np.all(np.isfinite(loss)) else "; loss not finite")))
+    xd, yd, _, _ = data.synthetic(n_train=6, n_test=1, dim=5, seed=0)
+    deep_ours, deep_ref = [], []
+
+    def deep_ours_fn():
+      t0 = time.perf_counter()
+      deep_ours.append(solve("deep", deep_steps, next(seed)))
+      return time.perf_counter() - t0
+
+    def deep_reference():
+      t0 = time.perf_counter()
+      loss, _, _ = dmft_deep_reference.solve_deep_reference(
+          np.asarray(xd), np.asarray(yd), depth=2, gamma0=GAMMA0, lr=1.0, steps=deep_steps,
+          n_samples=4096, n_outer=OUTER, seed=len(deep_ref))
+      deep_ref.append(loss)
+      return time.perf_counter() - t0
+
+    deep = harness.interleave(dict(ours=deep_ours_fn, reference=deep_reference), repeats,
+                              log=ctx.log)
+    dst = {k: harness.stats(v) for k, v in deep.items()}
+    scale = float(np.max(np.abs(deep_ref[0])))
+    deep_diff = float(np.max(np.abs(deep_ours[0] - deep_ref[0]))) / scale
+    deep_spread = float(np.max(np.abs(deep_ref[0] - deep_ref[1]))) / scale
+    finite = bool(np.all(np.isfinite(deep_ours[0])) and np.all(np.isfinite(deep_ref[0])))
+    details["deep"] = dict(depth=2, steps=deep_steps, P=6, dim=5, n_samples=4096,
+                           outer=OUTER, times_s=deep, cold_s=deep_cold,
+                           final_loss=float(deep_ours[0][-1]),
+                           final_loss_reference=float(deep_ref[0][-1]),
+                           ours_vs_reference_rel=deep_diff,
+                           reference_seed_spread_rel=deep_spread)
+    rows.append(harness.row(f"deep L=2, T={deep_steps}, P=6, warm", dst["ours"],
+                            dst["reference"], reference_name="reference algorithm (numpy)",
+                            first_call=dict(ours=deep_cold, reference=deep["reference"][0]),
+                            max_diff=deep_diff,
+                            note="loss curves; reference's own seed spread "
+                            f"{deep_spread:.2g}" + ("" if finite else "; loss not finite")))
+    rows.append(harness.row(f"deep L=2, T={deep_steps}, P=6, cold (fresh process)",
+                            harness.stats([deep_cold]), dst["reference"],
+                            reference_name="reference algorithm (numpy)",
+                            note="ours includes compilation"))
   except Exception as e:  # pylint: disable=broad-except
     why = " ".join(str(e).split())[-200:]
     details["deep"] = dict(error=why)
