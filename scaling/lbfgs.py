@@ -17,7 +17,7 @@ same direction shorter; once the scale falls below 1e-4 the memory is cleared
 and steepest descent is tried. (Several trial lengths evaluated together per
 iteration cost more evaluations than the backtracking saves: on the
 Chinchilla grid, two trials (1, 0.1) with the memory cleared at every failure
-took 138 iterations per start at 2 evaluations each, one trial 107 at 1.)
+took 138 iterations per start at 2 evaluations each, one trial 112 at 1.)
 
 A start is `converged` when it passes a first-order optimality test, with
 the objective's own scale s = max(|f|, 1):
