@@ -1,9 +1,11 @@
-"""NNGP + NTK of deep ReLU and Erf MLPs: kernels.stax against neural-tangents and one Gram product.
+"""NNGP + NTK of deep MLPs (ReLU, Erf, Gelu, Sin): kernels.stax against neural-tangents and one Gram product.
 
   python -m benchmarks.kernel_speed [--suite=quick|full] [--out=DIR] [--no_reference]
 
 Network: 5 x (Dense(512, W_std=1.5, b_std=0.05) -> activation) -> Dense(1), NTK
-parameterization; ``kernel_fn(x, None, get=("nngp", "ntk"))`` in float32 on 4000
+parameterization, the activation ReLU, Erf, Gelu (arcsine-type closed forms) or Sin
+(a few exponentials per entry: both libraries near the Gram product's time);
+``kernel_fn(x, None, get=("nngp", "ntk"))`` in float32 on 4000
 seeded Gaussian inputs of dimension 784. Ours, neural-tangents (in its own
 process) and the jitted Gram product ``x @ x.T`` (the floor every kernel pays)
 are timed in alternation after a first call each (reported: compilation
@@ -22,10 +24,10 @@ import numpy as np
 
 from benchmarks import harness
 
-TITLE = "MLP NNGP/NTK (ReLU, Erf), depth 5, n=4000, d=784, float32"
+TITLE = "MLP NNGP/NTK (ReLU, Erf, Gelu, Sin), depth 5, n=4000, d=784, float32"
 W_STD, B_STD = 1.5, 0.05
 GET = ("nngp", "ntk")
-ACTIVATIONS = ("Relu", "Erf")
+ACTIVATIONS = ("Relu", "Erf", "Gelu", "Sin")
 N, D, DEPTH, WIDTH, CHECK = 4000, 784, 5, 512, 200
 
 

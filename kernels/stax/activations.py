@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Tuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -232,9 +233,10 @@ def Monomial(degree: int) -> MonomialLayer:  # pylint: disable=invalid-name
   return MonomialLayer(degree)
 
 
-def _arccos_j(n, theta):
-  """J_n(theta) of the arc-cosine kernels (Cho & Saul 2009, eq. 6-7), n = 0..3."""
-  s, c, t = jnp.sin(theta), jnp.cos(theta), _PI - theta
+def _arccos_j(n, theta, s, c):
+  """J_n(theta) of the arc-cosine kernels (Cho & Saul 2009, eq. 6-7), n = 0..3, with
+  s = sin(theta) and c = cos(theta) given (no sine or cosine per entry)."""
+  t = _PI - theta
   if n == 0:
     return t
   if n == 1:
@@ -242,6 +244,13 @@ def _arccos_j(n, theta):
   if n == 2:
     return 3 * s * c + t * (1 + 2 * c ** 2)
   return 15 * s - 11 * s ** 3 + t * (9 * s ** 2 * c + 15 * c ** 3)
+
+
+def _norm_factors(q):
+  """sqrt(q) and 1 / sqrt(q) (0 where q = 0) of each point: correlations and norms from
+  products of per-point vectors, with no square root or division per entry."""
+  s = safe_sqrt(q)
+  return (s, jnp.where(s > 0, 1 / jnp.where(s > 0, s, 1.0), 0.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,14 +266,21 @@ class RectifiedMonomialLayer(Elementwise):
   def fn(self, x):
     return jnp.where(x >= 0, x ** self.degree, 0.0)
 
+  def point_factors(self, q):
+    return _norm_factors(q)
+
   def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
-    theta, _ = correlation_angle(q11, q12, q22)
-    r = safe_sqrt(q11 * q22)
+    (s1, i1), (s2, i2) = (_norm_factors(q11) if f1 is None else f1,
+                          _norm_factors(q22) if f2 is None else f2)
+    theta, cross = correlation_angle(q11, q12, q22)
+    inv = i1 * i2
+    r = s1 * s2  # sqrt(q11 q22)
+    sin, cos = cross * inv, jnp.clip(q12 * inv, -1.0, 1.0)
     n = self.degree
-    nngp = r ** n * _arccos_j(n, theta) / (2 * _PI)
+    nngp = r ** n * _arccos_j(n, theta, sin, cos) / (2 * _PI)
     dot = None
     if need_dot:
-      dot = (n ** 2 * r ** (n - 1) * _arccos_j(n - 1, theta) / (2 * _PI) if n > 0
+      dot = (n ** 2 * r ** (n - 1) * _arccos_j(n - 1, theta, sin, cos) / (2 * _PI) if n > 0
              else jnp.zeros_like(nngp))
     return nngp, dot
 
@@ -299,15 +315,22 @@ class PolynomialLayer(Elementwise):
       c[j] = self.coef[j] * f(j) / (2 ** i * f(i) * f(l) ** 0.5)
     return jnp.polyval(jnp.asarray(c[::-1], jnp.result_type(q)), jnp.sqrt(q))
 
+  def point_factors(self, q):
+    # 1 / sqrt(q) (0 where q = 0) and r_l(q), l < deg: per point, not per entry
+    return (_norm_factors(q)[1],) + tuple(self._r(q, l) for l in range(len(self.coef)))
+
   def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
     deg = len(self.coef)
-    sq = safe_sqrt(q11 * q22)
-    ratio = q12 / sq
-    rs = [self._r(q11, l) * self._r(q22, l) for l in range(deg)]
-    nngp = sum((rs[l] * ratio ** l for l in range(deg)), jnp.zeros_like(ratio))
+    (i1, *r1), (i2, *r2) = (self.point_factors(q11) if f1 is None else f1,
+                            self.point_factors(q22) if f2 is None else f2)
+    inv = i1 * i2  # 1 / sqrt(q11 q22)
+    ratio = q12 * inv
+    rs = [r1[l] * r2[l] for l in range(deg)]
+    zero = jnp.zeros_like(ratio)
+    nngp = sum((rs[l] * ratio ** l for l in range(deg)), zero)
     dot = None
     if need_dot:
-      dot = sum((l * rs[l] * ratio ** (l - 1) for l in range(1, deg)), jnp.zeros_like(ratio)) / sq
+      dot = sum((l * rs[l] * ratio ** (l - 1) for l in range(1, deg)), zero) * inv
     return nngp, dot
 
 
@@ -356,15 +379,18 @@ class GaborLayer(Elementwise):
     diff = 4 * (prod - q12 ** 2)
     denom = 2 * sum_ + diff + 1
     num = sum_ + diff + 2 * q12
-    exp_left = jnp.exp(-num / (2 * denom))
-    exp_right = jnp.exp(2 * q12 / denom)
+    # One rsqrt per entry for 1/sqrt(denom), 1/denom and denom^-2.5 (no power or division).
+    inv_sqrt = jax.lax.rsqrt(denom)
+    inv = inv_sqrt * inv_sqrt
+    exp_left = jnp.exp(-0.5 * num * inv)
+    exp_right = jnp.exp(2 * q12 * inv)
     dot = None
     if need_dot:
       shared = 1 + 2 * sum_ + 4 * (q12 ** 2 + prod)
       diff_term = 4 * q12 * (diff + 3 * sum_ + 2)
-      dot = exp_left * ((shared - diff_term) + exp_right * (shared + diff_term)) / (
-          denom ** 2.5) / 2
-    return exp_left * (exp_right - 1) / (2 * jnp.sqrt(denom)), dot
+      dot = exp_left * ((shared - diff_term) + exp_right * (shared + diff_term)) * (
+          0.5 * inv_sqrt * (inv * inv))
+    return exp_left * (exp_right - 1) * (0.5 * inv_sqrt), dot
 
 
 def Gabor() -> GaborLayer:  # pylint: disable=invalid-name

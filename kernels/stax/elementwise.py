@@ -161,6 +161,51 @@ def _acos_f32(rho):
   return jnp.where(rho >= 0, t, _PI - t)
 
 
+# arcsin(x) = x + x^3 P(x^2) on [0, 1/sqrt(2)]: a degree-7 least-squares Chebyshev fit in
+# x^2, relative error 7.5e-8 with float32 arithmetic (Horner's rule), no square root.
+_ASIN_COEFFS = (0.1666666567325592, 0.0750020295381546, 0.04455689340829849,
+                0.031746961176395416, 0.011971993371844292, 0.05887087807059288,
+                -0.07196279615163803, 0.0899345874786377)
+
+
+def _asin_small(v):
+  """arcsin(v) for 0 <= v <= 1/sqrt(2), from multiplies only."""
+  z = v * v
+  p = _ASIN_COEFFS[-1]
+  for c in _ASIN_COEFFS[-2::-1]:
+    p = p * z + c
+  return p * z * v + v
+
+
+def asin_f32(sin, cos_sq, cos=None):
+  """arcsin(sin) given also cos_sq = 1 - sin^2 >= 0 (and optionally its square root ``cos``),
+  by polynomials: no atan2, no division.
+
+  The polynomial is evaluated at the smaller of |sin| and cos (at most 1/sqrt(2)), so the
+  angle is as accurate as the better-known of the two: near correlation 1 the cosine,
+  computed from a determinant without cancellation (`gram_det`). XLA's CPU ``atan2``
+  and ``asin`` do not vectorise; this does, and fuses into the (n1, n2) loop: each
+  square root has one use (XLA's CPU compiler does not fuse an expensive operation
+  with several uses, and materialises it instead).
+  """
+  a = jnp.abs(sin)
+  near = a * a <= cos_sq
+  t = _asin_small(jnp.where(near, a, safe_sqrt(cos_sq) if cos is None else cos))
+  return jnp.sign(sin) * jnp.where(near, t, _PI / 2 - t)
+
+
+def scaled_gram_det(q11, q12, q22, scale, norm):
+  """``scale^2 (q11 q22 - q12^2) >= 0`` from differences (see `gram_det`), with ``norm`` =
+  ``sqrt(q11) sqrt(q22)`` given (products of per-point vectors, no square root per entry)."""
+  d1, d2, c = (q11 - q12) * scale, (q22 - q12) * scale, q12 * scale
+  det = jnp.maximum(d1 * d2 + c * (d1 + d2), 0.0)
+  return jnp.where(jnp.abs(q12) >= norm, 0.0, det)
+
+
+def is_float64(x) -> bool:
+  return jnp.result_type(x) == jnp.float64
+
+
 def gram_det(q11, q12, q22):
   """q11 q22 - q12^2 >= 0 from differences (no cancellation near correlation 1).
 
@@ -271,22 +316,32 @@ class Erf(Elementwise):
     return self.a * jax.scipy.special.erf(self.b * x) + self.c
 
   def point_factors(self, q):
-    return (jax.lax.rsqrt(1 + 2 * self.b ** 2 * q),)  # 1 / sqrt(1 + u q)
+    # 1 / sqrt(1 + u q), and sqrt(q) (the norm of `scaled_gram_det`)
+    return (jax.lax.rsqrt(1 + 2 * self.b ** 2 * q), safe_sqrt(q))
 
   def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
     u = 2 * self.b ** 2  # (u11, u12, u22) = u q: the arcsine kernel's argument
-    (r1,), (r2,) = (self.point_factors(q11) if f1 is None else f1,
-                    self.point_factors(q22) if f2 is None else f2)
+    (r1, s1), (r2, s2) = (self.point_factors(q11) if f1 is None else f1,
+                          self.point_factors(q22) if f2 is None else f2)
     r = r1 * r2  # 1 / sqrt((1 + u11)(1 + u22)), no product that overflows
+    if is_float64(q12):
+      arg = jnp.clip(u * q12 * r, -1.0, 1.0)
+      nngp = self.a ** 2 * (2 / _PI) * jnp.arcsin(arg) + self.c ** 2
+      dot = None
+      if need_dot:
+        # 1 / sqrt((1 + u11)(1 + u22) - u12^2) = r / sqrt(t), t the determinant at scale r^2
+        # (1 + u11 + u22 + det(u), `gram_det`: no cancellation near correlation 1).
+        u11, u12, u22 = u * q11 * r, u * q12 * r, u * q22 * r
+        t = (1 + (u * q11 + u * q22)) * (r * r) + gram_det(u11, u12, u22)
+        dot = self.a ** 2 * self.b ** 2 * (4 / _PI) * r * jax.lax.rsqrt(t)
+      return nngp, dot
+    # float32: t = 1 - arg^2 as above, its square root the cosine of the arcsine's angle;
+    # per entry multiplies, a sqrt and an rsqrt (one use each: see `asin_f32`), no
+    # division or atan2, so that the network is one fused loop.
+    t = (1 + (u * q11 + u * q22)) * (r * r) + scaled_gram_det(q11, q12, q22, u * r, s1 * s2)
     arg = jnp.clip(u * q12 * r, -1.0, 1.0)
-    nngp = self.a ** 2 * (2 / _PI) * jnp.arcsin(arg) + self.c ** 2
-    dot = None
-    if need_dot:
-      # 1 / sqrt((1 + u11)(1 + u22) - u12^2) = r / sqrt(t), t the determinant at scale r^2
-      # (1 + u11 + u22 + det(u), `gram_det`: no cancellation near correlation 1).
-      u11, u12, u22 = u * q11 * r, u * q12 * r, u * q22 * r
-      t = (1 + (u * q11 + u * q22)) * (r * r) + gram_det(u11, u12, u22)
-      dot = self.a ** 2 * self.b ** 2 * (4 / _PI) * r * jax.lax.rsqrt(t)
+    nngp = self.a ** 2 * (2 / _PI) * asin_f32(arg, t) + self.c ** 2
+    dot = self.a ** 2 * self.b ** 2 * (4 / _PI) * r * jax.lax.rsqrt(t) if need_dot else None
     return nngp, dot
 
 
@@ -303,7 +358,18 @@ class Gelu(Elementwise):
   def fn(self, x):
     return jax.nn.gelu(x, approximate=self.approximate)
 
+  def point_factors(self, q):
+    # 1 / (1 + q), its square root, q / (1 + q), 1 / m and m = sqrt(max(q, 1)) (the scale
+    # of `rsqrt_shifted_det`), sqrt(q): what the float32 dual reads of each point.
+    i = 1 / (1 + q)
+    m = jnp.sqrt(jnp.maximum(q, 1.0))
+    return (i, jnp.sqrt(i), q * i, 1 / m, m, safe_sqrt(q))
+
   def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
+    if not is_float64(q12):
+      return self._dual_f32(q11, q12, q22, need_dot,
+                            self.point_factors(q11) if f1 is None else f1,
+                            self.point_factors(q22) if f2 is None else f2)
     # With p = q11 q22, p1 = (1 + q11)(1 + q22) and delta^2 = p1 - q12^2, written in
     # bounded pieces (p/p1, q12/sqrt(p1), 1/delta) so that nothing overflows where the
     # kernel itself is representable.
@@ -320,6 +386,26 @@ class Gelu(Elementwise):
       # (1 - p) / p1 + 1 = (2 + q11 + q22) / p1: no cancellation as p / p1 -> 1.
       dot = 0.25 + angle / (2 * _PI) + (q12 * inv_delta) / (2 * _PI) * (
           inv_delta * inv_delta + (2 + (q11 + q22)) * inv_p1)
+    return nngp, dot
+
+  def _dual_f32(self, q11, q12, q22, need_dot, f1, f2):
+    """The float64 formulas with per-point factors: per entry multiplies, one rsqrt and
+    one sqrt (`asin_f32`), no division or atan2, so that the network is one fused loop."""
+    (i1, si1, qi1, h1, m1, s1), (i2, si2, qi2, h2, m2, s2) = f1, f2
+    inv_sqrt_p1 = si1 * si2
+    r = q12 * inv_sqrt_p1  # q12 / sqrt(p1): the sine of the angle
+    inv_m = h1 * h2
+    # delta^2 / m^2 as in `rsqrt_shifted_det`, with the per-point scale and norm
+    t = (1 + (q11 + q22)) * (inv_m * inv_m) + scaled_gram_det(q11, q12, q22, inv_m, s1 * s2)
+    inv_delta = jax.lax.rsqrt(t) * inv_m
+    delta = safe_sqrt(t) * (m1 * m2)
+    cos = delta * inv_sqrt_p1  # delta / sqrt(p1) = sqrt(1 - r^2)
+    angle = asin_f32(jnp.clip(r, -1.0, 1.0), cos * cos, cos)
+    nngp = q12 / 4 + (r * r * inv_delta + (qi1 * qi2) * delta + q12 * angle) / (2 * _PI)
+    dot = None
+    if need_dot:
+      dot = 0.25 + angle / (2 * _PI) + (q12 * inv_delta) / (2 * _PI) * (
+          inv_delta * inv_delta + (2 + (q11 + q22)) * (i1 * i2))
     return nngp, dot
 
 
