@@ -21,6 +21,11 @@ data) it
 The NTK's relative change under ``ntk`` is bounded by width^-1/2 and is expected
 to fall like width^-1 (Dyer & Gur-Ari 2020, Sec. 3); the run prints what it measures.
 
+With ``cnn_widths`` the same measurements run on a CNN (the digits as 8x8 images:
+3x3 SAME convolutions of that many channels, ReLU, global average pooling, a dense
+readout), whose kernels carry the spatial covariance (Novak et al. 2019; Garriga-Alonso
+et al. 2019); its series are named ``cnn/<parameterization>``.
+
 It writes one folder: config.json, metrics.jsonl, summary.json, PNG plots and
 summary.md, and prints the fitted rates with their 95% intervals
 (`kernels.slopes.loglog_fit`). A rerun skips finished widths, and one with more
@@ -50,8 +55,10 @@ ACTIVATIONS = {"relu": (stax.Relu, 2.0 ** 0.5), "erf": (stax.Erf, 1.0),
                "gelu": (stax.Gelu, 2.0 ** 0.5), "tanh": (stax.Tanh, 1.0)}
 
 
-def load_data(name: str, n_points: int, seed: int, n_test: int = 0):
-  """(x, y, x_test, y_test): inputs scaled to per-feature second moment 1, +-1 targets."""
+def load_data(name: str, n_points: int, seed: int, n_test: int = 0, images: bool = False):
+  """(x, y, x_test, y_test): inputs scaled to per-feature second moment 1, +-1 targets.
+
+  With ``images`` the digits come as (n, 8, 8, 1) images (``dataset="digits"`` only)."""
   rng = np.random.RandomState(seed)
   n = n_points + n_test
   if name == "digits":
@@ -64,14 +71,33 @@ def load_data(name: str, n_points: int, seed: int, n_test: int = 0):
     x = rng.randn(n, 16)
     y = np.sign(x[:, 0] * x[:, 1] + 0.5 * x[:, 2])
   x = x / np.sqrt(np.mean(x ** 2, axis=1, keepdims=True))
+  if images:
+    if name != "digits":
+      raise ValueError(f"the CNN case needs dataset='digits' (8x8 images), got {name!r}")
+    x = x.reshape(-1, 8, 8, 1)
   x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y[:, None], jnp.float32)
   return x[:n_points], y[:n_points], x[n_points:], y[n_points:]
 
 
-def build(width: int, depth: int, activation: str, parameterization) -> stax.Layer:
+def build(width: int, depth: int, activation: str, parameterization,
+          architecture: str = "mlp") -> stax.Layer:
+  """The MLP, or the CNN (``depth`` 3x3 SAME convolutions of ``width`` channels, global
+  average pooling, dense readout), under ``parameterization``."""
   act, w_std = ACTIVATIONS[activation]
-  return stax.mlp([width] * depth, act(), 1, parameterization=parameterization, W_std=w_std,
-                  readout_W_std=1.0)
+  if architecture == "mlp":
+    return stax.mlp([width] * depth, act(), 1, parameterization=parameterization, W_std=w_std,
+                    readout_W_std=1.0)
+  layers = []
+  for _ in range(depth):
+    layers += [stax.Conv(width, (3, 3), padding="SAME", W_std=w_std,
+                         parameterization=parameterization), act()]
+  return stax.serial(*layers, stax.GlobalAvgPool(),
+                     stax.Dense(1, W_std=1.0, parameterization=parameterization))
+
+
+def series(architecture: str, parameterization: str) -> str:
+  """The name of one measured series: ``ntk`` (MLP) or ``cnn/ntk``."""
+  return parameterization if architecture == "mlp" else f"{architecture}/{parameterization}"
 
 
 def rel_err(a, b):
@@ -124,52 +150,65 @@ def measure(net: stax.Layer, x, y, x_test, keys, lr: float, steps: int):
   }
 
 
-def learning_rate(x, depth, activation, fraction):
+def learning_rate(x, depth, activation, fraction, architecture="mlp"):
   """fraction / lambda_max(Theta/P) of the infinite-width NTK (ntk parameterization)."""
-  k = build(8, depth, activation, "ntk").kernel_fn(x, None, "ntk")
+  k = build(8, depth, activation, "ntk", architecture).kernel_fn(x, None, "ntk")
   lam = float(jnp.linalg.eigvalsh(k / x.shape[0])[-1])
   return fraction / lam
 
 
 def run_experiment(out: str, widths: Sequence[int], parameterizations: Sequence[str], seeds: int,
                    n_points: int, depth: int, activation: str, steps: int, lr_fraction: float,
-                   dataset: str, seed: int, progress: bool = True) -> dict:
+                   dataset: str, seed: int, progress: bool = True,
+                   cnn_widths: Sequence[int] = ()) -> dict:
   """Runs (or resumes) the experiment; returns the summary dict also written to disk."""
   from tqdm import tqdm
   config = dict(widths=list(widths), parameterizations=list(parameterizations), seeds=seeds,
                 n_points=n_points, depth=depth, activation=activation, steps=steps,
                 lr_fraction=lr_fraction, dataset=dataset, seed=seed)
+  if cnn_widths:
+    config["cnn_widths"] = list(cnn_widths)
   runs.check_resumable(out, config, EXTENDABLE)
   rd = runs.RunDir(out)
   rd.start(config, jax_version=jax.__version__, backend=jax.default_backend())
-  x, y, x_test, _ = load_data(dataset, n_points, seed, n_test=n_points)
-  lr = learning_rate(x, depth, activation, lr_fraction)
   done = rd.done()
-  todo = [(p, w) for p in parameterizations for w in widths if f"{p}/{w}" not in done]
-  for p, w in tqdm(todo, desc="widths", disable=not progress):
-    t0 = time.time()
-    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), w), seeds)
-    m = measure(build(w, depth, activation, pz.get(p)), x, y, x_test, keys, lr, steps)
-    rec = {"key": f"{p}/{w}", "parameterization": p, "width": w, "seconds": time.time() - t0,
-           "lr": lr}
-    for name, v in m.items():
-      rec[name] = np.asarray(v).tolist()
-    rd.append(rec)
-  summary = summarise(rd.records(), parameterizations, widths)
+  lrs = {}
+  for arch, arch_widths in (("mlp", widths), ("cnn", cnn_widths)):
+    todo = [(p, w) for p in parameterizations for w in arch_widths
+            if f"{series(arch, p)}/{w}" not in done]
+    if not arch_widths:
+      continue
+    x, y, x_test, _ = load_data(dataset, n_points, seed, n_test=n_points, images=arch == "cnn")
+    lrs[arch] = lr = learning_rate(x, depth, activation, lr_fraction, arch)
+    for p, w in tqdm(todo, desc=f"{arch} widths", disable=not progress):
+      t0 = time.time()
+      keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), w), seeds)
+      m = measure(build(w, depth, activation, pz.get(p), arch), x, y, x_test, keys, lr, steps)
+      name = series(arch, p)
+      rec = {"key": f"{name}/{w}", "series": name, "parameterization": p, "width": w,
+             "seconds": time.time() - t0, "lr": lr}
+      for q, v in m.items():
+        rec[q] = np.asarray(v).tolist()
+      rd.append(rec)
+  names = [series(a, p) for a, ws in (("mlp", widths), ("cnn", cnn_widths)) if ws
+           for p in parameterizations]
+  summary = summarise(rd.records(), names, widths, cnn_widths)
   rd.write_json("summary.json", summary)
   plot(rd, summary)
-  rd.write_text("summary.md", summary_markdown(config, summary, lr))
+  rd.write_text("summary.md", summary_markdown(config, summary, lrs))
   return summary
 
 
 RATES = ("nngp_err", "ntk_err", "ntk_change", "lin_dist")
 
 
-def summarise(records, parameterizations, widths) -> dict:
+def summarise(records, names, widths, cnn_widths=()) -> dict:
+  """Per series (``ntk``, ``cnn/mup``, ...): means, errors and fitted rates against width."""
   out = {}
-  for p in parameterizations:
-    recs = sorted((r for r in records if r["parameterization"] == p and r["width"] in widths),
-                  key=lambda r: r["width"])
+  for p in names:
+    ws = cnn_widths if p.startswith("cnn/") else widths
+    recs = sorted((r for r in records if r.get("series", r["parameterization"]) == p
+                   and r["width"] in ws), key=lambda r: r["width"])
     ws = [r["width"] for r in recs]
     entry = {"widths": ws}
     for q in RATES:
@@ -197,7 +236,7 @@ def plot(rd: runs.RunDir, summary: dict) -> None:
                   label=f"{p}: slope {e[q]['slope']:.2f}")
     ax.plot(ws, np.asarray(e[q]["mean"])[0] * (ws / ws[0]) ** -0.5, "k--", lw=0.8,
             label="width^-1/2")
-    ax.set(xscale="log", yscale="log", xlabel="width (hidden units)",
+    ax.set(xscale="log", yscale="log", xlabel="width (hidden units or channels)",
            ylabel="relative distance")
     ax.set_title(titles[q], fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
@@ -211,11 +250,15 @@ def plot(rd: runs.RunDir, summary: dict) -> None:
   rd.save_figure(fig, "loss_curves.png")
 
 
-def summary_markdown(config, summary, lr) -> str:
+def summary_markdown(config, summary, lrs) -> str:
+  nets = f"depth {config['depth']} {config['activation']} MLP"
+  if config.get("cnn_widths"):
+    nets += (f" and CNN ({config['depth']} 3x3 SAME convolutions on 8x8 images, global "
+             "average pooling; series cnn/...)")
   lines = ["# Theory against finite width", "",
-           f"Data: {config['dataset']} ({config['n_points']} points); depth {config['depth']} "
-           f"{config['activation']} MLP; {config['seeds']} seeds per width; {config['steps']} "
-           f"GD steps at lr {lr:.4g}.", "",
+           f"Data: {config['dataset']} ({config['n_points']} points); {nets}; "
+           f"{config['seeds']} seeds per width; {config['steps']} GD steps at lr "
+           + ", ".join(f"{lr:.4g} ({a})" for a, lr in lrs.items()) + ".", "",
            "Fitted exponents of the mean over seeds against width, with their 95% intervals "
            "(theory in brackets):", "",
            "| parameterization | NNGP error (-0.5) | NTK error (-0.5) | NTK change (ntk: -0.5 to -1, "
@@ -236,12 +279,16 @@ def rate_text(rate: dict, fmt: str = "{:+.3f}") -> str:
   return text
 
 
-EXTENDABLE = ("widths", "parameterizations")
+EXTENDABLE = ("widths", "parameterizations", "cnn_widths")
 
 
 def check(config) -> None:
   """Raises ValueError naming the first bad config field."""
   program.ints_field(config, "widths", minimum=1)
+  if "cnn_widths" in config and program.ints_field(config, "cnn_widths", allow_empty=True):
+    if config.dataset != "digits":
+      raise ValueError(f"config.dataset must be 'digits' when config.cnn_widths is set (the CNN "
+                       f"reads 8x8 images), got {config.dataset!r}.")
   for p in program.names_field(config, "parameterizations"):
     try:
       pz.get(p)
@@ -261,7 +308,7 @@ def run(config, out: str, progress: bool = True) -> dict:
                            program.names_field(config, "parameterizations"),
                            config.seeds, config.n_points, config.depth, config.activation,
                            config.steps, config.lr_fraction, config.dataset, config.seed,
-                           progress=progress)
+                           progress=progress, cnn_widths=list(config.get("cnn_widths", ())))
   print(f"\nResults in {out}. Fitted exponents in width with 95% intervals (theory: kernel "
         "errors -0.5; NTK change -0.5 to -1 under ntk, 0 under mup):")
   for p, e in summary.items():

@@ -5,6 +5,7 @@ import ml_collections
 def get_config():
   c = ml_collections.ConfigDict()
   c.widths = (64, 128, 256, 512, 1024, 2048, 4096)  # hidden widths (a rerun may add some)
+  c.cnn_widths = (16, 32, 64)  # CNN channels on 8x8 digit images (128: ~10x the time of 64); () for none
   c.parameterizations = ("ntk", "mup")  # compared side by side (a rerun may add some)
   c.seeds = 4  # networks per width, vmapped
   c.n_points = 32  # training points (and as many held-out points)

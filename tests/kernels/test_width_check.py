@@ -47,7 +47,7 @@ def _program(*args, cwd):
 
 
 TINY = ["--config.widths=16,64", "--config.parameterizations=ntk", "--config.seeds=2",
-        "--config.n_points=6", "--config.depth=1", "--config.steps=3"]
+        "--config.n_points=6", "--config.depth=1", "--config.steps=3", "--config.cnn_widths=8"]
 
 
 def test_program_runs_end_to_end_and_resumes(tmp_path):
@@ -58,13 +58,15 @@ def test_program_runs_end_to_end_and_resumes(tmp_path):
   config = json.loads((out / "config.json").read_text())
   assert config["widths"] == [16, 64] and config["seeds"] == 2 and config["activation"] == "relu"
   keys = [json.loads(line)["key"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-  assert keys == ["ntk/16", "ntk/64"]
+  assert keys == ["ntk/16", "ntk/64", "cnn/ntk/8"]
+  assert config["cnn_widths"] == [8]
   for name in ("summary.json", "summary.md", "rates.png", "loss_curves.png"):
     assert (out / name).exists(), name
   # A rerun of the same config recomputes nothing; one of another config is refused.
   before = (out / "metrics.jsonl").read_text()
   cfg = program.load_config_file(width_check.PROGRAM.default_config_path)
-  cfg.update(widths=(16, 64), parameterizations=("ntk",), seeds=2, n_points=6, depth=1, steps=3)
+  cfg.update(widths=(16, 64), parameterizations=("ntk",), seeds=2, n_points=6, depth=1, steps=3,
+             cnn_widths=(8,))
   width_check.PROGRAM.prepare(cfg, str(out))
   s = width_check.run(cfg, str(out), progress=False)
   assert (out / "metrics.jsonl").read_text() == before
@@ -87,7 +89,7 @@ def test_rates_are_printed_with_their_interval():
     ("widths", ("abc",)), ("seeds", 0), ("widths", (64, 0)), ("widths", (64, 64)),
     ("parameterizations", ("ntk", "bogus")), ("n_points", 1), ("lr_fraction", -1.0),
     ("lr_fraction", float("nan")), ("activation", "swish"), ("dataset", "mnist"),
-    ("depth", 0), ("steps", -3),
+    ("depth", 0), ("steps", -3), ("cnn_widths", (8, -1)), ("dataset", "synthetic"),
 ])
 def test_bad_config_field_is_rejected_with_its_name(tmp_path, field, value):
   cfg = program.load_config_file(width_check.PROGRAM.default_config_path)
