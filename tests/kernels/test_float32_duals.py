@@ -71,3 +71,24 @@ def test_float32_network_is_one_loop(act):
   loops = [l for l in entry.splitlines()
            if "=" in l and "f32[16,16]" in l.split("=", 1)[1][:40] and "kind=kLoop" in l]
   assert len(loops) == 1, loops
+
+
+@pytest.mark.parametrize("layer", [stax.RectifiedMonomial(1), stax.RectifiedMonomial(3),
+                                   stax.Polynomial([0.1, -0.4, 0.3, 0.2]), stax.Gabor()],
+                         ids=["rectified1", "rectified3", "polynomial", "gabor"])
+def test_per_point_forms_match_float64(layer):
+  """Correlations and norms from per-point factors (no per-entry sin, cos, sqrt or
+  division): finite at zero variance (Polynomial was NaN there), float32-accurate."""
+  q11, q12, q22 = _grid()
+  keep = (q11 < 30) & (q22 < 30)  # Gabor's and the polynomial's moments grow fast
+  q11, q12, q22 = q11[keep], q12[keep], q22[keep]
+  got = _dual(layer, q11, q12, q22, jnp.float32)
+  with jax.enable_x64(True):
+    want = [np.asarray(v) for v in _dual(layer, q11, q12, q22, jnp.float64)]
+    diag1 = [np.asarray(v) for v in _dual(layer, q11, q11, q11, jnp.float64)]
+    diag2 = [np.asarray(v) for v in _dual(layer, q22, q22, q22, jnp.float64)]
+  for g, w, d1, d2 in zip(got, want, diag1, diag2):
+    g = np.asarray(g, np.float64)
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(w))
+    err = np.abs(g - w) / np.maximum(np.sqrt(np.abs(d1 * d2)), 1e-30)
+    assert err.max() < 1e-3 and np.median(err) < 1e-6, (err.max(), np.median(err))
