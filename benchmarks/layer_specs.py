@@ -21,6 +21,9 @@ def _layer(name, arg, stax, functions):
     return stax.parallel(*[build(s, stax, functions) for s in arg])
   if name == "repeat":
     return stax.repeat(build(arg["layer"], stax, functions), arg["n"])
+  if name == "Index":  # idx entries: integers, "..." or [start, stop, step] for a slice
+    return stax.Index(tuple(Ellipsis if v == "..." else slice(*v) if isinstance(v, list) else v
+                            for v in arg["idx"]))
   if name == "ElementwiseNumerical":
     return stax.ElementwiseNumerical(functions[arg["fn"]], deg=arg["deg"])
   # JSON has no tuples; neural-tangents needs them for shapes (window_shape, axis, ...).

@@ -269,6 +269,76 @@ def added_layer_architectures():
       ["FanInConcat", {"axis": -2}]], "seq", {})
   archs["ntk_conv1d_fanin_concat_spatial_diagonal_output"] = (
       archs["ntk_conv1d_fanin_concat_spatial_output"][0], "seq", {"diagonal_spatial": True})
+  local = lambda *a: ["ConvLocal", conv(*a)[1]]
+  for p in ("ntk", "standard"):
+    archs[f"{p}_lcn_flatten"] = ([
+        local(8, (3, 3), None, "SAME", 1.5, 0.1, p), relu,
+        local(8, (2, 2), (2, 1), "VALID", 1.3, 0.05, p), erf,
+        ["Flatten", {}], dense(3, 1.2, 0.1, p)], "image", {})
+    archs[f"{p}_lcn_gap"] = ([
+        conv(8, (3, 2), None, "SAME", 1.4, 0.1, p), relu,
+        local(8, (3, 3), (2, 2), "CIRCULAR", 1.2, 0.2, p), relu,
+        ["GlobalAvgPool", {}], dense(2, 1.0, 0.2, p)], "image", {})
+    # neural-tangents 0.6.5 is wrong for ConvLocal with unequal strides after a Conv
+    # (12% off a finite-width Monte Carlo that ours matches; test_layers_conv_local.py).
+  archs["ntk_lcn1d_conv_spatial_output"] = ([
+      local(8, (3,), (2,), "SAME", 1.5, 0.1), ACTIVATIONS["leaky_relu"],
+      local(4, (2,), None, "VALID", 1.2, 0.1), erf, conv(4, (2,), None, "SAME", 1.1)], "seq", {})
+  archs["ntk_lcn3d_flatten"] = ([
+      local(8, (2, 2, 2), None, "SAME", 1.4, 0.1), ACTIVATIONS["abs"],
+      local(4, (3, 2, 1), (1, 2, 1), "VALID", 1.3), relu, ["Flatten", {}], dense(2)],
+      "volume", {})
+  tconv = lambda *a: ["ConvTranspose", conv(*a)[1]]
+  for p in ("ntk", "standard"):
+    archs[f"{p}_tconv_flatten"] = ([
+        conv(8, (2, 2), (2, 2), "VALID", 1.3, 0.1, p), relu,
+        tconv(8, (3, 2), (2, 2), "SAME", 1.5, 0.1, p), erf,
+        tconv(4, (2, 2), (1, 2), "VALID", 1.2, None, p), relu,
+        ["Flatten", {}], dense(2, 1.0, 0.1, p)], "image", {})
+  archs["ntk_tconv_circular_gap"] = ([
+      tconv(8, (3, 3), (2, 1), "CIRCULAR", 1.3, 0.1), relu,
+      tconv(8, (2, 3), (1, 2), "CIRCULAR", 1.2, 0.2), erf, ["GlobalAvgPool", {}],
+      dense(2)], "image", {})
+  archs["ntk_tconv1d_spatial_output"] = ([
+      tconv(8, (3,), (2,), "SAME", 1.5, 0.1), ACTIVATIONS["gelu"],
+      tconv(4, (2,), None, "VALID", 1.2, 0.1)], "seq", {})
+  archs["ntk_tconv1d_circular_spatial_output"] = ([
+      tconv(8, (4,), (2,), "CIRCULAR", 1.4, 0.1), relu,
+      tconv(4, (3,), None, "CIRCULAR", 1.1)], "seq", {})
+  archs["ntk_tconv3d_gap"] = ([
+      tconv(8, (2, 2, 1), (2, 1, 2), "SAME", 1.4, 0.1), ACTIVATIONS["abs"],
+      tconv(4, (1, 2, 2), None, "VALID", 1.3), relu, ["GlobalAvgPool", {}], dense(2)],
+      "volume", {})
+  index = lambda *idx: ["Index", {"idx": list(idx)}]
+  archs["ntk_cnn_index_crop_gap"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), relu, index([None, None, None], [1, 5], [None, None, 2]),
+      conv(8, (2, 2), None, "SAME", 1.2, 0.1), erf, ["GlobalAvgPool", {}], dense(2)], "image", {})
+  archs["ntk_cnn_index_row_conv1d"] = ([
+      conv(8, (3, 3), None, "SAME", 1.3, 0.1), relu, index([None, None, None], 2, "..."),
+      conv(8, (2,), None, "SAME", 1.2, 0.1), relu, ["Flatten", {}], dense(2)], "image", {})
+  archs["ntk_cnn_index_batch_reverse_spatial_output"] = ([
+      conv(8, (2, 2), None, "SAME", 1.3, 0.1), ACTIVATIONS["gelu"],
+      index([1, None, None], "...", [None, None, -1], [None, None, None]),
+      conv(4, (2, 1), None, "VALID", 1.1)], "image", {})
+  archs["ntk_seq_index_diagonal_output"] = ([
+      conv(8, (2,), None, "SAME", 1.3, 0.1), relu, index("...", [None, -1], [None, None, None]),
+      conv(4, (1,), None, "VALID", 1.1)], "seq", {"diagonal_spatial": True})
+  resize = lambda shape, method, antialias=True: ["ImageResize", {
+      "shape": list(shape), "method": method, "antialias": antialias}]
+  # neural-tangents 0.6.5 resizes the wrong axes after a Conv (it keeps them reversed;
+  # 33% off a finite-width Monte Carlo that ours matches): these resize before any Conv.
+  archs["ntk_cnn_resize_up_linear_gap"] = ([
+      dense(8, 1.3, 0.1), relu, resize((-1, 9, 7, -1), "linear"),
+      conv(8, (2, 2), None, "SAME", 1.2, 0.1), erf, ["GlobalAvgPool", {}], dense(2)], "image", {})
+  archs["ntk_cnn_resize_down_antialias_flatten"] = ([
+      dense(8, 1.3, 0.1), relu, resize((-1, 4, -1, -1), "bilinear"),
+      conv(8, (2, 2), None, "VALID", 1.2, 0.1), relu, ["Flatten", {}], dense(2)], "image", {})
+  archs["ntk_seq_resize_nearest_spatial_output"] = ([
+      conv(8, (2,), None, "SAME", 1.3, 0.1), ACTIVATIONS["gelu"], resize((-1, 11, -1), "nearest"),
+      conv(4, (3,), None, "VALID", 1.1)], "seq", {})
+  archs["ntk_seq_resize_down_no_antialias"] = ([
+      conv(8, (2,), None, "SAME", 1.3, 0.1), relu, resize((-1, 4, -1), "linear", False),
+      conv(4, (2,), None, "VALID", 1.1), erf, ["GlobalAvgPool", {}], dense(2)], "seq", {})
   return archs
 
 

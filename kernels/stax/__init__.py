@@ -18,19 +18,24 @@ from kernels.stax.branching import FanInConcat, FanInProd
 from kernels.stax.combinators import (FanInSum, FanOut, Identity, Repeat, Residual, parallel,
                                       repeat, serial)
 from kernels.stax.conv import Conv
+from kernels.stax.conv_local import ConvLocal
+from kernels.stax.conv_transpose import ConvTranspose
 from kernels.stax.dense import Dense
 from kernels.stax.elementwise import (ABRelu, Abs, Elementwise, ElementwiseNumerical, Erf,
                                       Gelu, LeakyRelu, Relu, Tanh)
+from kernels.stax.index import Index, Slice
 from kernels.stax.layer import Layer
 from kernels.stax.mlp import mlp
 from kernels.stax.normalization import Dropout, LayerNorm
+from kernels.stax.resize import ImageResize
 from kernels.stax.pooling import AvgPool, Flatten, GlobalAvgPool, GlobalSumPool, SumPool
 
 __all__ = [
     "Cos", "Exp", "ExpNormalized", "Gabor", "Gaussian", "Hermite", "Monomial", "Polynomial",
     "Rbf", "RectifiedMonomial", "Sigmoid_like", "Sign", "Sin", "GlobalSelfAttention",
-    "ABRelu", "Abs", "AvgPool", "Conv", "Dense", "Dropout", "Elementwise",
+    "ABRelu", "Abs", "AvgPool", "Conv", "ConvLocal", "ConvTranspose",
+    "Dense", "Dropout", "Elementwise",
     "ElementwiseNumerical", "Erf", "FanInConcat", "FanInProd", "FanInSum", "FanOut", "Flatten",
-    "Gelu", "GlobalAvgPool", "GlobalSumPool", "Identity", "Layer", "LayerNorm", "LeakyRelu",
-    "Relu", "Repeat", "Residual", "SumPool", "Tanh", "mlp", "parallel", "repeat", "serial",
+    "Gelu", "GlobalAvgPool", "GlobalSumPool", "Identity", "ImageResize", "Index", "Layer", "LayerNorm", "LeakyRelu",
+    "Relu", "Repeat", "Residual", "Slice", "SumPool", "Tanh", "mlp", "parallel", "repeat", "serial",
 ]

@@ -122,6 +122,13 @@ class Conv(Layer):
     return (tuple(self.filter_shape[rhs_sp.index(c)] for c in letters),
             tuple(self.strides[rhs_sp.index(c)] for c in letters))
 
+  def _out_size(self, size, window, stride):
+    return spatial_ops.out_size(size, window, stride, self.padding)
+
+  def _conv_kernel(self, m, batch_ndim, full, windows, strides):
+    """The covariance after the layer's spatial map, unscaled (see `spatial_ops.conv`)."""
+    return spatial_ops.conv(m, batch_ndim, full, windows, strides, self.padding)
+
   def fan_in(self, in_channels: int) -> int:
     return in_channels * math.prod(self.filter_shape)
 
@@ -164,7 +171,7 @@ class Conv(Layer):
     sizes = {"N": shape[lhs.index("N")], "C": self.out_chan}
     fs, st = self._filter_for(letters)
     for c, w, s in zip(letters, fs, st):
-      sizes[c] = spatial_ops.out_size(shape[lhs.index(c)], w, s, self.padding)
+      sizes[c] = self._out_size(shape[lhs.index(c)], w, s)
     return tuple(sizes[c] for c in out)
 
   def _shape(self, shape, path):
@@ -225,7 +232,7 @@ class Conv(Layer):
     fan_in = self.fan_in(k.width)
     s = self.scales(fan_in, path, ctx)
     full = not k.diagonal_spatial
-    conv = lambda m, b: spatial_ops.conv(m, b, full, fs, st, self.padding)
+    conv = lambda m, b: self._conv_kernel(m, b, full, fs, st)
     var_w = (s.w_mult * s.w_init) ** 2 * fan_in
     var_b = 0.0 if self.b_std is None else (s.b_mult * s.b_init) ** 2
     u = conv(k.nngp, 2)
@@ -237,7 +244,7 @@ class Conv(Layer):
         ntk = ntk + s.b_lr * s.b_mult ** 2
     cov1 = var_w * conv(k.cov1, 1) + var_b
     cov2 = cov1 if k.x1_is_x2 else var_w * conv(k.cov2, 1) + var_b
-    spatial = tuple(spatial_ops.out_size(n, w, t, self.padding)
+    spatial = tuple(self._out_size(n, w, t)
                     for n, w, t in zip(k.spatial, fs, st))
     out_letters = [c for c in out if c not in "NC"]
     if out_letters != letters:  # the finite layer reorders spatial axes: so does the kernel
