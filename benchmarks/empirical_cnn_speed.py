@@ -15,17 +15,14 @@ through the whole CNN, minutes per call) are left out.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from benchmarks import harness
+from benchmarks.empirical_compare import NT_NAMES, OURS_FOR, Comparison
 
 TITLE = "empirical NTK, Flax CNN 3 x Conv(64, 3x3) + GAP + Dense(10), 32 x 16x16x3 inputs"
 N, SIZE, CHANNELS, DEPTH, OUT = 32, 16, 64, 3, 10
 ARCH = dict(convs=[[CHANNELS, [3, 3], "SAME"]] * DEPTH, out=OUT)
-NT_NAMES = {1: "jacobian_contraction", 2: "ntk_vector_products", 3: "structured_derivatives"}
-OURS_FOR = {1: "jacobian", 2: "ntvp", 3: "structured"}
 
 
 def module():
@@ -57,78 +54,27 @@ def run(ctx) -> dict:
   x = jnp.asarray(x_np)
   variables = net.init(jax.random.PRNGKey(0), x)
   impls = (1, 3)  # NTK-vector products: one JVP and one VJP per output column, minutes here
-  contenders, compile_s, values, failed = {}, {}, {}, {}
+  c = Comparison(ctx)
   for i in impls:
-    name = OURS_FOR[i]
-    fn = empirical_ntk_fn(net.apply, trace_axes=(), vmap_axes=0, implementation=name)
-    t0 = time.perf_counter()
-    compiled = jax.jit(lambda x, p, fn=fn: fn(x, None, p)).lower(x, variables).compile()
-    compile_s[f"ours/{name}"] = time.perf_counter() - t0
-
-    def timed(compiled=compiled, key=f"ours/{name}"):
-      t0 = time.perf_counter()
-      out = jax.block_until_ready(compiled(x, variables))
-      values.setdefault(key, np.asarray(out))
-      return time.perf_counter() - t0
-    contenders[f"ours/{name}"] = timed
-    ctx.log(f"compiled ours/{name} in {compile_s[f'ours/{name}']:.1f} s")
+    fn = empirical_ntk_fn(net.apply, trace_axes=(), vmap_axes=0, implementation=OURS_FOR[i])
+    c.add_ours(f"ours/{OURS_FOR[i]}", lambda x, p, fn=fn: fn(x, None, p), x, variables)
   worker = ctx.worker()
   if worker is not None:
     _save_params(variables, ctx.tmp / "cnn_params.npz")
     np.savez(ctx.tmp / "cnn_x.npz", x=x_np)
     for i in impls:
-      key = f"nt/{NT_NAMES[i]}"
-      try:
-        r = worker.call("empirical_fn_setup", name=f"cnn{i}", arch=ARCH,
-                        params_npz=str(ctx.tmp / "cnn_params.npz"),
-                        inputs_npz=str(ctx.tmp / "cnn_x.npz"), implementation=i)
-      except RuntimeError as e:
-        lines = [l.strip() for l in str(e).splitlines() if "Error" in l]
-        failed[key] = lines[-1] if lines else str(e).strip().splitlines()[-1]
-        ctx.log(f"{key} does not run: {failed[key]}")
-        continue
-      compile_s[key] = r["compile_s"]
-      contenders[key] = lambda i=i: worker.call("empirical_time", implementation=f"cnn{i}")[0]
-      ctx.log(f"compiled {key} in {r['compile_s']:.1f} s")
-  repeats = 7 if ctx.full else 5
-  times = harness.interleave(contenders, repeats, budget_s=30.0, log=ctx.log)
-  st = {k: harness.stats(v) for k, v in times.items()}
-  if worker is not None:
-    for i in impls:
-      key = f"nt/{NT_NAMES[i]}"
-      if key in st:
-        path = worker.call("empirical_values", implementation=f"cnn{i}",
-                           out_npz=str(ctx.tmp / f"nt_cnn{i}.npz"))
-        values[key] = np.load(path)["ntk"]
-  base = values["ours/structured"]
-  diffs = {k: harness.max_rel_diff(v, base) for k, v in values.items() if k != "ours/structured"}
+      c.add_reference(worker, f"nt/{NT_NAMES[i]}", f"cnn{i}", arch=ARCH,
+                      params_npz=str(ctx.tmp / "cnn_params.npz"),
+                      inputs_npz=str(ctx.tmp / "cnn_x.npz"), implementation=i)
+  c.run(7 if ctx.full else 5, budget_s=30.0)
+  for i in impls:
+    c.fetch_reference(worker, f"nt/{NT_NAMES[i]}", f"cnn{i}")
+  rows, diffs = c.rows(impls, note="first call = ahead-of-time compile; the same function as a "
+                                   "Flax module (ours) and in jax.lax (neural-tangents)")
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables))
-  rows = []
-  ours_best = min((k for k in st if k.startswith("ours/")), key=lambda k: st[k]["median"])
-  nt = {k: v for k, v in st.items() if k.startswith("nt/")}
-  if nt:
-    nt_best = min(nt, key=lambda k: nt[k]["median"])
-    rows.append(harness.row(
-        f"fastest against fastest: {ours_best} vs {nt_best}", st[ours_best], st[nt_best],
-        reference_name=nt_best.replace("nt/", "neural-tangents "),
-        first_call=dict(ours=compile_s[ours_best], reference=compile_s[nt_best]),
-        max_diff=diffs.get(nt_best), target=2.0,
-        note="first call = ahead-of-time compile; the same function as a Flax module (ours) "
-             "and in jax.lax (neural-tangents)"))
-    for i in impls:
-      key, ours = f"nt/{NT_NAMES[i]}", f"ours/{OURS_FOR[i]}"
-      if key in st and not (key == nt_best and ours == ours_best):
-        rows.append(harness.row(f"{ours} vs the same method", st[ours], st[key],
-                                reference_name=key.replace("nt/", "neural-tangents "),
-                                first_call=dict(ours=compile_s[ours], reference=compile_s[key]),
-                                max_diff=diffs.get(key)))
-  else:
-    rows.append(harness.row(f"{ours_best} (no reference)", st[ours_best],
-                            first_call=dict(ours=compile_s[ours_best])))
-  for key, why in failed.items():
-    rows.append(harness.row(f"{key} failed", None, note=why[:120]))
-  return dict(rows=rows, details=dict(parameters=n_params, compile_s=compile_s, times_s=times,
-                                      max_rel_diff_vs_ours_structured=diffs, failed=failed))
+  return dict(rows=rows + c.failure_rows(),
+              details=dict(parameters=n_params, compile_s=c.compile_s, times_s=c.times,
+                           max_rel_diff_vs_ours_structured=diffs, failed=c.failed))
 
 
 if __name__ == "__main__":
