@@ -27,7 +27,7 @@ weight multipliers (mup, loss (1/2P) sum (f - y)^2) on training points only.
 """
 import numpy as np
 
-from benchmarks.dmft_reference import relu, relu_derivative
+from benchmarks.dmft_reference import kernel_dynamics, relu, relu_derivative
 
 # Eigenvalues of a source covariance below RCOND times its largest are dropped in the
 # pseudo-inverse of the Stein estimates (the two-time covariances are nearly singular).
@@ -129,10 +129,6 @@ def solve_deep_reference(x, y, *, depth, gamma0, lr, steps, n_samples, n_outer=2
     ntk = kx[None] * diag_g[0] + diag_phi[-1]
     for l in range(big_l - 1):
       ntk = ntk + diag_phi[l] * diag_g[l + 1]
-    f = np.zeros((tn, p))
-    for t in range(steps):
-      delta[t] = y - f[t]
-      f[t + 1] = f[t] + lr / p * ntk[t] @ delta[t]
-    delta[steps] = y - f[steps]
+    f = kernel_dynamics(ntk, y, lr, delta)
   loss = 0.5 * np.mean((f - y[None]) ** 2, axis=1)
   return loss, f, ntk

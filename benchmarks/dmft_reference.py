@@ -64,11 +64,18 @@ def solve_two_layer_reference(x, y, *, gamma0, lr, steps, n_samples,
     big_g = big_g.reshape(tp, p, tp, p)
     ntk = np.stack([big_phi[t, :, t] + kx * big_g[t, :, t]
                     for t in range(tp)])
-    # Predictions from the kernel dynamics.
-    f = np.zeros((tp, p))
-    for t in range(steps):
-      delta[t] = y - f[t]
-      f[t + 1] = f[t] + lr / p * ntk[t] @ delta[t]
-    delta[steps] = y - f[steps]
+    f = kernel_dynamics(ntk, y, lr, delta)
   loss = 0.5 * np.mean((f - y[None]) ** 2, axis=1)
   return loss, f, ntk
+
+
+def kernel_dynamics(ntk, y, lr, delta):
+  """Predictions f(t) from the kernel dynamics f(t+1) = f(t) + lr/P NTK(t) Delta(t); writes
+  the new errors Delta(t) = y - f(t) into ``delta`` (T+1, P) in place."""
+  tp, p = delta.shape
+  f = np.zeros((tp, p))
+  for t in range(tp - 1):
+    delta[t] = y - f[t]
+    f[t + 1] = f[t] + lr / p * ntk[t] @ delta[t]
+  delta[tp - 1] = y - f[tp - 1]
+  return f
