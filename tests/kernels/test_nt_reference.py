@@ -66,7 +66,8 @@ def test_fixture_covers_the_intended_cases():
               "_x2none", "_x2", "numerical", "gelu", "erf", "abs", "abrelu", "leaky_relu",
               "cnn_flatten", "avgpool", "sumpool", "circular", "conv1d", "conv3d", "nchw",
               "normalize_edges", "layernorm", "dropout", "fanin_concat_prod", "repeat",
-              "spatial_output"):
+              "spatial_output", "fanin_concat_spatial", "lcn", "lcn3d", "tconv", "tconv1d",
+              "tconv3d", "index", "resize"):
     assert any(key in n for n in names), key
 
 
