@@ -194,23 +194,31 @@ class Conv(Layer):
     b = None if self.b_std is None else sampler(kb, path, "b", (self.out_chan,), s.b_init, dtype)
     return out, (W, b)
 
+  def _check_input(self, x, c_in, path):
+    """ValueError unless ``x`` has the layer's axes and ``c_in`` channels."""
+    lhs = self._specs[0]
+    if x.ndim != len(lhs) or x.shape[lhs.index("C")] != c_in:
+      raise ValueError(f"inputs of shape {x.shape} do not fit the {type(self).__name__} at "
+                       f"{path}: it expects {len(lhs)} axes ({lhs}) with {c_in} channels.")
+
+  def _padded(self, x):
+    """(x, padding): CIRCULAR as a wrap-around pad of ``x`` (SAME widths) and VALID."""
+    if self.padding != "CIRCULAR":
+      return x, self.padding
+    lhs, rhs, _ = self._specs
+    widths = [(0, 0)] * x.ndim
+    for c, w, st in zip([c for c in rhs if c not in "IO"], self.filter_shape, self.strides):
+      a = lhs.index(c)
+      widths[a] = spatial_ops.pads(x.shape[a], w, st, "SAME")
+    return jnp.pad(x, widths, mode="wrap"), "VALID"
+
   def _apply(self, params, x, path, ctx, probes=None, record=None):
     W, b = params
     lhs, rhs, out = self._specs
     c_in = W.shape[rhs.index("I")]
-    if x.ndim != len(lhs) or x.shape[lhs.index("C")] != c_in:
-      raise ValueError(f"inputs of shape {x.shape} do not fit the Conv at {path}: it expects "
-                       f"{len(lhs)} axes ({lhs}) with {c_in} channels.")
+    self._check_input(x, c_in, path)
     s = self.scales(self.fan_in(c_in), path, ctx)
-    pad = self.padding
-    rhs_sp = [c for c in rhs if c not in "IO"]
-    if pad == "CIRCULAR":
-      widths = [(0, 0)] * x.ndim
-      for c, w, st in zip(rhs_sp, self.filter_shape, self.strides):
-        a = lhs.index(c)
-        widths[a] = spatial_ops.pads(x.shape[a], w, st, "SAME")
-      x = jnp.pad(x, widths, mode="wrap")
-      pad = "VALID"
+    x, pad = self._padded(x)
     y = jax.lax.conv_general_dilated(x, W, self.strides, pad, dimension_numbers=(lhs, rhs, out))
     y = s.w_mult * y
     if b is not None:

@@ -64,19 +64,9 @@ class ConvLocal(Conv):
     W, b = params
     lhs, rhs, out = self._specs
     c_in = W.shape[rhs.index("I")] // math.prod(self.filter_shape)
-    if x.ndim != len(lhs) or x.shape[lhs.index("C")] != c_in:
-      raise ValueError(f"inputs of shape {x.shape} do not fit the ConvLocal at {path}: it "
-                       f"expects {len(lhs)} axes ({lhs}) with {c_in} channels.")
+    self._check_input(x, c_in, path)
     s = self.scales(self.fan_in(c_in), path, ctx)
-    pad = self.padding
-    rhs_sp = [c for c in rhs if c not in "IO"]
-    if pad == "CIRCULAR":
-      widths = [(0, 0)] * x.ndim
-      for c, w, st in zip(rhs_sp, self.filter_shape, self.strides):
-        a = lhs.index(c)
-        widths[a] = spatial_ops.pads(x.shape[a], w, st, "SAME")
-      x = jnp.pad(x, widths, mode="wrap")
-      pad = "VALID"
+    x, pad = self._padded(x)
     y = jax.lax.conv_general_dilated_local(x, W, self.strides, pad, self.filter_shape,
                                            dimension_numbers=(lhs, rhs, out))
     y = s.w_mult * y

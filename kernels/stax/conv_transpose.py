@@ -98,9 +98,7 @@ class ConvTranspose(Conv):
     W, b = params
     lhs, rhs, out = self._specs
     c_in = W.shape[rhs.index("I")]
-    if x.ndim != len(lhs) or x.shape[lhs.index("C")] != c_in:
-      raise ValueError(f"inputs of shape {x.shape} do not fit the ConvTranspose at {path}: "
-                       f"it expects {len(lhs)} axes ({lhs}) with {c_in} channels.")
+    self._check_input(x, c_in, path)
     s = self.scales(self.fan_in(c_in), path, ctx)
     pad = "VALID" if self.padding == "CIRCULAR" else self.padding
     y = jax.lax.conv_transpose(x, W, self.strides, pad, dimension_numbers=(lhs, rhs, out))
