@@ -467,6 +467,16 @@ def empirical_cnn_fn(arch):
   return f
 
 
+
+def _kernel_times(fn, x, repeats):
+  """Seconds of ``repeats`` calls of ``fn(x, None, get=("nngp", "ntk"))``."""
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
+    times.append(time.perf_counter() - t0)
+  return times
+
 class Server:
   """State of the benchmark commands between calls."""
 
@@ -490,13 +500,7 @@ class Server:
     return dict(first_call_s=first, devices=str(jax.devices()))
 
   def kernel_time(self, repeats=1):
-    fn, x = self.kernel
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
-      times.append(time.perf_counter() - t0)
-    return times
+    return _kernel_times(*self.kernel, repeats)
 
   def kernel_values(self, m, out_npz):
     fn, x = self.kernel
@@ -523,13 +527,7 @@ class Server:
     return dict(first_call_s=first)
 
   def spec_time(self, repeats=1):
-    fn, x = self.spec
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
-      times.append(time.perf_counter() - t0)
-    return times
+    return _kernel_times(*self.spec, repeats)
 
   def spec_values(self, out_npz):
     fn, x = self.spec

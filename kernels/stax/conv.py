@@ -220,21 +220,33 @@ class Conv(Layer):
     s = self.scales(self.fan_in(c_in), path, ctx)
     x, pad = self._padded(x)
     y = jax.lax.conv_general_dilated(x, W, self.strides, pad, dimension_numbers=(lhs, rhs, out))
+    return self._output(y, s, b, path, probes)
+
+  def _output(self, y, s, b, path, probes):
+    """Multiplier, bias (one per channel, or per position when ``b`` has ``y``'s rank
+    but the batch axis) and the empirical-NTK probe of the layer's output ``y``."""
     y = s.w_mult * y
     if b is not None:
-      shape = [1] * y.ndim
-      shape[out.index("C")] = self.out_chan
-      y = y + s.b_mult * b.reshape(shape)
+      if b.ndim == 1:
+        shape = [1] * y.ndim
+        shape[self._specs[2].index("C")] = self.out_chan
+        b = b.reshape(shape)
+      y = y + s.b_mult * b
     if probes is not None:
       y = y + probes[path]
     return y
 
-  def _kernel(self, k, path, ctx):
+  def _check_kernel_input(self, k, path):
+    """ValueError unless ``k`` is one kernel with spatial axes."""
+    name = type(self).__name__
     if isinstance(k, list):
-      raise ValueError("Conv expects a single input kernel.")
+      raise ValueError(f"{name} expects a single input kernel.")
     if not k.spatial:
-      raise ValueError(f"Conv at {path} needs inputs with spatial axes (n, *spatial, "
+      raise ValueError(f"{name} at {path} needs inputs with spatial axes (n, *spatial, "
                        "channels); its input has none (after Flatten or global pooling?).")
+
+  def _kernel(self, k, path, ctx):
+    self._check_kernel_input(k, path)
     lhs, _, out = self._specs
     letters, fs, st = self._check_spatial(k.spatial, path)
     fan_in = self.fan_in(k.width)

@@ -69,19 +69,10 @@ class ConvLocal(Conv):
     x, pad = self._padded(x)
     y = jax.lax.conv_general_dilated_local(x, W, self.strides, pad, self.filter_shape,
                                            dimension_numbers=(lhs, rhs, out))
-    y = s.w_mult * y
-    if b is not None:
-      y = y + s.b_mult * b
-    if probes is not None:
-      y = y + probes[path]
-    return y
+    return self._output(y, s, b, path, probes)
 
   def _kernel(self, k, path, ctx):
-    if isinstance(k, list):
-      raise ValueError("ConvLocal expects a single input kernel.")
-    if not k.spatial:
-      raise ValueError(f"ConvLocal at {path} needs inputs with spatial axes (n, *spatial, "
-                       "channels); its input has none (after Flatten or global pooling?).")
+    self._check_kernel_input(k, path)
     full = not k.diagonal_spatial
     n = len(k.spatial)
     if full:  # only equal positions matter: the shared convolution of the diagonal

@@ -107,12 +107,5 @@ class ConvTranspose(Conv):
       for c, w, st in zip(rhs_sp, self.filter_shape, self.strides):
         size = _transpose_size(x.shape[lhs.index(c)], w, st, "SAME")
         y = circular_fold(y, out.index(c), size)
-    y = s.w_mult * y
-    if b is not None:
-      shape = [1] * y.ndim
-      shape[out.index("C")] = self.out_chan
-      y = y + s.b_mult * b.reshape(shape)
-    if probes is not None:
-      y = y + probes[path]
-    return y
+    return self._output(y, s, b, path, probes)
 
