@@ -20,6 +20,8 @@ from kernels.stax.combinators import (FanInSum, FanOut, Identity, Repeat, Residu
 from kernels.stax.conv import Conv
 from kernels.stax.conv_local import ConvLocal
 from kernels.stax.conv_transpose import ConvTranspose
+from kernels.stax.aggregate import Aggregate
+from kernels.stax.dot_general import DotGeneral
 from kernels.stax.dense import Dense
 from kernels.stax.elementwise import (ABRelu, Abs, Elementwise, ElementwiseNumerical, Erf,
                                       Gelu, LeakyRelu, Relu, Tanh)
@@ -33,8 +35,8 @@ from kernels.stax.pooling import AvgPool, Flatten, GlobalAvgPool, GlobalSumPool,
 __all__ = [
     "Cos", "Exp", "ExpNormalized", "Gabor", "Gaussian", "Hermite", "Monomial", "Polynomial",
     "Rbf", "RectifiedMonomial", "Sigmoid_like", "Sign", "Sin", "GlobalSelfAttention",
-    "ABRelu", "Abs", "AvgPool", "Conv", "ConvLocal", "ConvTranspose",
-    "Dense", "Dropout", "Elementwise",
+    "ABRelu", "Abs", "Aggregate", "AvgPool", "Conv", "ConvLocal", "ConvTranspose",
+    "Dense", "DotGeneral", "Dropout", "Elementwise",
     "ElementwiseNumerical", "Erf", "FanInConcat", "FanInProd", "FanInSum", "FanOut", "Flatten",
     "Gelu", "GlobalAvgPool", "GlobalSumPool", "Identity", "ImageResize", "Index", "Layer", "LayerNorm", "LeakyRelu",
     "Relu", "Repeat", "Residual", "Slice", "SumPool", "Tanh", "mlp", "parallel", "repeat", "serial",

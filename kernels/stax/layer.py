@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
-from kernels.kernel import (Kernel, Requirements, gram_blocks, input_kernel,
-                            spatial_input_kernel)
+from kernels.kernel import (Kernel, MaskedArray, Requirements, entry_mask, gram_blocks,
+                            input_kernel, spatial_input_kernel, zero_masked)
 
 Path = Tuple[int, ...]
 DATA = "data"  # flow tag: reached from the inputs without crossing a Dense layer
@@ -48,16 +48,22 @@ class Context:
   the roles of its affine layers, the number of residual blocks (the depth L of the
   branch multipliers), and in ``apply_fn`` the key of stochastic layers."""
 
-  def __init__(self, roles: dict, num_residual: int = 0, rng=None):
+  def __init__(self, roles: dict, num_residual: int = 0, rng=None, pattern=None):
     self.roles = roles
     self.num_residual = num_residual
     self.rng = rng
+    # The graph of `Aggregate` layers: an array in ``apply_fn``, the pair
+    # ``(pattern1, pattern2)`` in ``kernel_fn`` (``pattern2`` None: ``pattern1`` for both).
+    self.pattern = pattern
 
   def role(self, path: Path) -> Role:
     return self.roles[path]
 
   def with_rng(self, rng) -> "Context":
-    return Context(self.roles, self.num_residual, rng)
+    return Context(self.roles, self.num_residual, rng, self.pattern)
+
+  def with_pattern(self, pattern) -> "Context":
+    return Context(self.roles, self.num_residual, self.rng, pattern)
 
   def rng_at(self, path: Path):
     """A key of its own for the stochastic layer at ``path`` (None without ``rng``)."""
@@ -118,6 +124,24 @@ class Layer:
   def _units(self, path: Path):
     """The layer as a chain of (layer, path) steps applied in order (serial flattens)."""
     return [(self, path)]
+
+  # ---- masked inputs (neural-tangents' ``mask_constant``) -------------------
+  def _supports_mask(self) -> bool:
+    """Whether the layer carries masks through ``kernel_fn`` and ``apply_fn``; a network
+    with any layer that does not refuses ``mask_constant`` (see `check_masking`)."""
+    return False
+
+  def _mask_out(self, mask, shape, path: Path):
+    """The mask of the outputs of ``apply_fn`` from the mask of its inputs (an array
+    broadcastable against inputs of ``shape``): unchanged unless the layer says
+    otherwise (neural-tangents' ``mask_fn``)."""
+    return mask
+
+  def _apply_masked(self, params, x, mask, path: Path, ctx: Context):
+    """``(outputs, their mask)``: the layer applied to ``x`` with its masked entries set
+    to zero, as neural-tangents' ``supports_masking`` applies every layer."""
+    y = self._apply(params, zero_masked(x, mask), path, ctx)
+    return y, self._mask_out(mask, x.shape, path)
 
   # ---- the three views ----------------------------------------------------
   def __iter__(self):
@@ -201,16 +225,29 @@ class ApplyFn:
   """``apply_fn(params, inputs) -> outputs`` of a network."""
   layer: Layer
 
-  def __call__(self, params, inputs, *, rng=None, **kwargs):
-    """``rng``: neural-tangents' key for stochastic layers (`Dropout` in train mode)."""
+  def __call__(self, params, inputs, *, rng=None, pattern=None, mask_constant=None, **kwargs):
+    """``rng``: neural-tangents' key for stochastic layers (`Dropout` in train mode);
+    ``pattern``: the graph of `Aggregate` layers (required by networks that have one).
+
+    ``mask_constant``: entries of ``inputs`` equal to it (NaN: NaN entries) are masked,
+    as in neural-tangents: each layer reads its inputs with masked entries set to zero,
+    pooling and attention skip masked positions, and the result is a
+    `kernels.kernel.MaskedArray` of the outputs and their mask (see `check_masking`).
+    """
     if kwargs:
       raise TypeError(f"apply_fn got unexpected keyword arguments {sorted(kwargs)}; it takes "
-                      "(params, inputs, rng=None).")
+                      "(params, inputs, rng=None, pattern=None, mask_constant=None).")
     x = validation.as_float_array(inputs, "inputs")
     ctx = self.layer.context()
     if rng is not None:
       ctx = ctx.with_rng(rng)
-    return self.layer._apply(params, x, (), ctx)
+    if pattern is not None:
+      ctx = ctx.with_pattern(pattern)
+    if mask_constant is None:
+      return self.layer._apply(params, x, (), ctx)
+    check_masking(self.layer, mask_constant, "apply_fn")
+    y, mask = self.layer._apply_masked(params, x, entry_mask(x, mask_constant), (), ctx)
+    return MaskedArray(y, mask)
 
   def with_intermediates(self, params, inputs, probes=None):
     """Outputs with ``probes[path]`` added to each Dense output, and each Dense input.
@@ -250,6 +287,34 @@ def canonicalize_get(get) -> Tuple[Optional[Tuple[str, ...]], bool]:
   return get, single
 
 
+def _unsupported_masking(layer: Layer):
+  if not layer._supports_mask():
+    return layer
+  for c in layer._children():
+    bad = _unsupported_masking(c)
+    if bad is not None:
+      return bad
+  return None
+
+
+def check_masking(layer: Layer, mask_constant, where: str) -> None:
+  """ValueError unless ``mask_constant`` is a real number and every layer of the network
+  carries masks: Dense, Conv, the elementwise nonlinearities, AvgPool, SumPool,
+  GlobalAvgPool, GlobalSumPool, Flatten, GlobalSelfAttention, LayerNorm, Dropout and
+  the combinators (serial, parallel, FanOut, FanInSum, Identity, Residual, repeat)."""
+  if isinstance(mask_constant, (bool, np.bool_)) or not isinstance(
+      mask_constant, (int, float, np.integer, np.floating)):
+    raise ValueError(f"{where}: mask_constant must be a real number (NaN and inf included) "
+                     f"or None, got {mask_constant!r}.")
+  bad = _unsupported_masking(layer)
+  if bad is not None:
+    raise ValueError(f"{where}: mask_constant is not supported by {type(bad).__name__}: it "
+                     "cannot carry masked positions. Masking works through Dense, Conv, the "
+                     "elementwise nonlinearities, AvgPool, SumPool, GlobalAvgPool, "
+                     "GlobalSumPool, Flatten, GlobalSelfAttention, LayerNorm, Dropout and the "
+                     "combinators; pass unpadded inputs, or mask_constant=None.")
+
+
 # neural-tangents' kernel_fn keywords and the values that mean what this project does.
 _NT_KERNEL_KEYWORDS = {"mask_constant": (None,), "diagonal_batch": (None, False),
                        "diagonal_spatial": (None, False), "batch_axis": (0,),
@@ -268,6 +333,33 @@ def check_kernel_keywords(kwargs: dict) -> None:
                        f"{_NT_KERNEL_KEYWORDS[name]}.")
 
 
+def uses_pattern(layer: Layer) -> bool:
+  """Whether a layer of the network reads the graph ``pattern`` (`Aggregate`)."""
+  return getattr(layer, "_uses_pattern", False) or any(uses_pattern(c) for c in layer._children())
+
+
+def check_pattern(layer: Layer, pattern, x2):
+  """neural-tangents' kernel keyword ``pattern=(pattern1, pattern2)`` as a pair of arrays
+  (``pattern2`` None: the same graphs as x1's, for x2=None); None for networks without
+  `Aggregate`, which ignore it, as neural-tangents' do."""
+  if not uses_pattern(layer):
+    return None
+  if pattern is None:
+    raise ValueError("kernel_fn: the network has an Aggregate layer, so pattern=(pattern1, "
+                     "pattern2) is required: the graphs of the points of x1 and x2 "
+                     "((pattern1, None) or (pattern1, pattern1) when x2 is None).")
+  if not isinstance(pattern, (tuple, list)) or len(pattern) != 2:
+    raise ValueError("kernel_fn: pattern must be a pair (pattern1, pattern2) of graphs for "
+                     f"the points of x1 and x2, got {type(pattern).__name__}.")
+  p1, p2 = pattern
+  if p1 is None and p2 is None:
+    return (None, None)  # neural-tangents: no graph, Aggregate is the identity
+  if p1 is None or (p2 is None and x2 is not None):
+    raise ValueError("kernel_fn: pattern=(pattern1, pattern2) needs both graphs when x2 is "
+                     "given (pattern2 may be None only when x2 is None).")
+  return (jnp.asarray(p1), None if p2 is None else jnp.asarray(p2))
+
+
 @dataclasses.dataclass(frozen=True)
 class KernelFn:
   """``kernel_fn(x1, x2=None, get=None)``: exact infinite-width kernels of a network.
@@ -280,25 +372,63 @@ class KernelFn:
   """
   layer: Layer
 
-  def __call__(self, x1, x2=None, get=None, **kwargs):
+  def __call__(self, x1, x2=None, get=None, *, pattern=None, **kwargs):
+    """``pattern``: neural-tangents' ``(pattern1, pattern2)``, the graphs of the points of
+    x1 and x2 for `Aggregate` layers (``pattern2`` may be None when x2 is None)."""
     get_t, single = canonicalize_get(get)
     need_ntk = get_t is None or "ntk" in get_t
     x1a = validation.as_float_array(x1, "x1")
-    if x1a.ndim <= 2:  # (n, d) inputs: the fused program when every layer has one
+    pattern = check_pattern(self.layer, pattern, x2)
+    if kwargs.get("mask_constant") is not None:
+      k = self._masked(x1a, x2, need_ntk, pattern, kwargs)
+    elif x1a.ndim <= 2:  # (n, d) inputs: the fused program when every layer has one
       check_kernel_keywords(kwargs)
       x1, x2 = validation.check_inputs(x1, x2)
       if is_fast(self.layer):
         k = kernel(self.layer, x1, x2, need_ntk)
       else:
-        k = general_kernel(self.layer, x1, x2, need_ntk, False)
+        k = general_kernel(self.layer, x1, x2, need_ntk, False, pattern)
     else:
       kwargs.setdefault("channel_axis", input_channel_axis(self.layer))
       x1, x2, diagonal_spatial = check_spatial_inputs(x1a, x2, kwargs)
-      k = general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial)
+      k = general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial, pattern)
     if get_t is None:
       return k
     out = tuple(getattr(k, g) for g in get_t)
     return out[0] if single else _namedtuple(get_t)(*out)
+
+  def _masked(self, x1, x2, need_ntk, pattern, kwargs):
+    """Kernels of inputs masked where they equal ``mask_constant`` (neural-tangents'
+    semantics): masked entries are zeroed, a position whose every channel is masked is
+    masked, and the masks travel through the network with the kernel (see
+    `kernels.kernel.Kernel`); always the general program."""
+    kwargs = dict(kwargs)
+    c = kwargs.pop("mask_constant")
+    check_masking(self.layer, c, "kernel_fn")
+    if x1.ndim < 2:
+      raise ValueError(f"x1 must have shape (n, *spatial, channels), got {x1.shape}.")
+    kwargs.setdefault("channel_axis", input_channel_axis(self.layer) if x1.ndim > 2 else -1)
+    axis = kwargs["channel_axis"]
+    if not isinstance(axis, int) or not -x1.ndim < axis < x1.ndim or axis % x1.ndim == 0:
+      raise ValueError(f"channel_axis must be a non-batch axis of x1 {x1.shape}, got {axis!r}.")
+
+    def masked(x):
+      m = entry_mask(x, c)
+      return zero_masked(x, m), jnp.all(m, axis=axis)
+    x1, m1 = masked(x1)
+    m2 = None
+    if x2 is not None:
+      x2 = validation.as_float_array(x2, "x2")
+      if x2.ndim == x1.ndim:
+        x2, m2 = masked(x2)
+    if x1.ndim <= 2:
+      check_kernel_keywords({n: v for n, v in kwargs.items() if n != "channel_axis"})
+      x1, x2 = validation.check_inputs(x1, x2)
+      diagonal_spatial = False
+    else:
+      x1, x2, diagonal_spatial = check_spatial_inputs(x1, x2, kwargs)
+    m2 = m1 if m2 is None else m2
+    return general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial, pattern, m1, m2)
 
   def propagate(self, k: Kernel) -> Kernel:
     """Applies the network to an input `Kernel` (traceable; no validation)."""
@@ -557,12 +687,19 @@ def _to_diagonal(k):
                    diagonal_spatial=True)
 
 
-def general_pass(layer: Layer, need_ntk: bool, diagonal_spatial: bool, x1, x2):
-  """The kernels of any network on inputs ``(n, *spatial, channels)`` as one program."""
+def general_pass(layer: Layer, need_ntk: bool, diagonal_spatial: bool, x1, x2, pattern=None,
+                 mask1=None, mask2=None):
+  """The kernels of any network on inputs ``(n, *spatial, channels)`` as one program
+  (``pattern``: the graphs of `Aggregate` layers, see `check_pattern`; ``mask1``,
+  ``mask2`` ``(n, *spatial)``: the masked positions of masked inputs)."""
   from kernels.stax import spatial_ops  # pylint: disable=g-import-not-at-top
   units, full = spatial_plan(layer, diagonal_spatial)
   ctx = layer.context()
+  if pattern is not None:
+    ctx = ctx.with_pattern(pattern)
   k = spatial_input_kernel(x1, x2, need_ntk, diagonal_spatial=not full[0])
+  if mask1 is not None:
+    k = k.replace(mask1=mask1, mask2=mask1 if x2 is None else mask2)
   for (unit, path), f in zip(units, full):
     if not f:
       k = _to_diagonal(k)
@@ -595,12 +732,13 @@ def _first_half(shape, n_spatial: int, full: bool):
 _general_jit = jax.jit(general_pass, static_argnums=(0, 1, 2))
 
 
-def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool) -> Kernel:
+def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool,
+                   pattern=None, mask1=None, mask2=None) -> Kernel:
   """Kernels of any network (see `general_pass`), jit-compiled per network."""
   if not is_static(layer):
-    k, _ = general_pass(layer, need_ntk, diagonal_spatial, x1, x2)
+    k, _ = general_pass(layer, need_ntk, diagonal_spatial, x1, x2, pattern, mask1, mask2)
     return k
-  k, finite = _general_jit(layer, need_ntk, diagonal_spatial, x1, x2)
+  k, finite = _general_jit(layer, need_ntk, diagonal_spatial, x1, x2, pattern, mask1, mask2)
   check_range(finite, x1.dtype, "kernel_fn")
   return k
 
@@ -614,8 +752,6 @@ def check_spatial_inputs(x1, x2, kwargs):
     if name not in allowed:
       raise TypeError(f"kernel_fn got an unexpected keyword argument {name!r}; it takes "
                       f"(x1, x2=None, get=None) and neural-tangents' {sorted(allowed)}.")
-  if kwargs.get("mask_constant") is not None:
-    raise ValueError("kernel_fn: mask_constant is not supported.")
   if kwargs.get("diagonal_batch") not in (None, False, True):
     raise ValueError(f"diagonal_batch must be a bool, got {kwargs['diagonal_batch']!r}.")
   if kwargs.get("batch_axis", 0) != 0:
