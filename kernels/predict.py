@@ -12,13 +12,21 @@ discrete time: pass ``steps=`` (an integer or an array of integers) instead of
 ``t=`` for ``f_s - y = (I - lr Theta / N)^s (f_0 - y)``, exactly what a finite
 network trained with full-batch gradient descent follows at large width.
 
-Numerics: eigenvalues of the train kernel are clipped at 0 as in neural-tangents
-and its zero modes get their exact limits, so finite-time predictions are finite
-for any positive semi-definite kernel. Infinite-time (``t=None``) predictions use
-a Cholesky factorisation; a kernel that is not numerically positive definite
-gets the smallest diagonal jitter (``eps * 10^i`` times its mean diagonal) that
-makes it so, with a `UserWarning` reporting the jitter, and a `ValueError` if no
-jitter up to 1e-3 of the mean diagonal helps. A learning rate above
+Numerics: a train kernel (after ``diag_reg``) must be positive semi-definite, as
+every NNGP and NTK is. One rule decides it everywhere in this module (finite and
+infinite time, discrete steps, `gp_inference`, `gradient_descent`,
+`max_learning_rate`): a kernel whose smallest eigenvalue lies below ``-sqrt(eps)``
+times its largest eigenvalue magnitude (``eps`` of its dtype: 3.5e-4 in float32,
+1.5e-8 in float64) is an error, a `ValueError` naming the argument; smaller
+negative eigenvalues are rounding and are handled as follows. At finite times
+eigenvalues are clipped at 0 as in neural-tangents and zero modes get their exact
+limits, so finite-time predictions are finite for any positive semi-definite
+kernel; under ``jit`` (a traced kernel) an indefinite kernel gives NaN, never
+numbers. Infinite-time (``t=None``) predictions use a Cholesky factorisation; a
+kernel that is not numerically positive definite gets the smallest diagonal jitter
+(``eps * 10^i`` times its mean diagonal) that makes it so, with a `UserWarning`
+reporting the jitter, and a `ValueError` if no jitter up to 1e-3 of the mean
+diagonal helps. ``learning_rate`` must be positive. A learning rate above
 `max_learning_rate` warns when discrete steps are requested.
 """
 from __future__ import annotations
@@ -110,6 +118,38 @@ def _check_time(t, steps):
   return None
 
 
+def _check_learning_rate(learning_rate):
+  """A positive finite learning rate (a traced scalar passes unchecked), else ValueError."""
+  lr = validation.check_real(learning_rate, "learning_rate")
+  if not validation.is_traced(lr) and not lr > 0:
+    raise ValueError(f"learning_rate must be positive, got {lr}.")
+  return lr
+
+
+def _psd_tolerance(dtype) -> float:
+  """Relative size of negative eigenvalues still taken for rounding: sqrt(eps) of the dtype."""
+  return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def _check_psd(evals, name: str, diag_reg: bool = True) -> None:
+  """ValueError naming ``name`` if the eigenvalues (concrete) are not positive semi-definite.
+
+  Not positive semi-definite: the smallest eigenvalue is below ``-sqrt(eps)`` times
+  the largest eigenvalue magnitude. Traced eigenvalues are left to `_factors`.
+  """
+  if not _concrete(evals):
+    return
+  ev = np.asarray(evals)
+  lam_min, scale = float(np.min(ev)), float(np.max(np.abs(ev)))
+  tol = _psd_tolerance(ev.dtype)
+  if lam_min < -tol * scale:
+    raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue "
+                     f"{lam_min:.3g} is below -{tol:.2g} times its largest eigenvalue "
+                     f"magnitude {scale:.3g} ({ev.dtype}). NNGP and NTK kernels are positive "
+                     f"semi-definite" + ("; pass diag_reg to shift the kernel." if diag_reg
+                                         else "."))
+
+
 def _concrete(x) -> bool:
   try:
     np.asarray(x)
@@ -144,6 +184,7 @@ def _cho_factor(k, name: str):
   chol = _cholesky(k)
   if not _concrete(chol) or bool(jnp.all(jnp.isfinite(chol))):
     return chol
+  _check_psd(jnp.linalg.eigvalsh(k), name)
   scale = float(jnp.mean(jnp.abs(jnp.diag(k))))
   eps = float(jnp.finfo(k.dtype).eps)
   rel = eps
@@ -171,8 +212,11 @@ def _factors(evals, t_abs, n, lr, steps):
   """Per-mode decay ``d = exp(-lam t / N)`` or ``(1 - lr lam / N)^s`` and ``(1 - d) / lam``.
 
   Shapes ``(T, P)``. Eigenvalues are clipped at 0 as in neural-tangents; exact
-  zero modes get the limit ``t / N`` (``s lr / N``) instead of 0/0.
+  zero modes get the limit ``t / N`` (``s lr / N``) instead of 0/0. Eigenvalues of a
+  kernel that is not positive semi-definite (`_check_psd`'s rule, which raises for
+  concrete kernels before this) make every factor NaN: a traced kernel cannot raise.
   """
+  indefinite = jnp.min(evals) < -_psd_tolerance(evals.dtype) * jnp.max(jnp.abs(evals))
   lam = jnp.maximum(evals, 0.0)[None, :]
   if steps is None:
     t = t_abs[:, None]
@@ -186,7 +230,8 @@ def _factors(evals, t_abs, n, lr, steps):
     limit = s * lr / n
   absl = jnp.abs(evals)[None, :]
   inv = jnp.where(absl > 0, one_minus / jnp.where(absl > 0, absl, 1.0), limit)
-  return 1.0 - one_minus, one_minus, inv
+  poison = lambda a: jnp.where(indefinite, jnp.nan, a)
+  return poison(1.0 - one_minus), poison(one_minus), poison(inv)
 
 
 def _times(t, steps, learning_rate, dtype):
@@ -225,7 +270,7 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1., diag
   y = _check_targets(y_train, trace_axes)
   p = y.shape[0]
   k = _check_square(k_train_train, "k_train_train", p)
-  lr = validation.check_real(learning_rate, "learning_rate")
+  lr = _check_learning_rate(learning_rate)
   reg = validation.check_nonnegative(diag_reg, "diag_reg")
   k_reg = _regularize(k, reg, diag_reg_absolute_scale)
   n = y.size
@@ -256,6 +301,7 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1., diag
       g = g0 + kt @ _cho_solve(chol(), rhs.astype(k.dtype))
       return g if f0 is None else (y.astype(k.dtype), g)
     evals, evecs = eig()
+    _check_psd(evals, "k_train_train")
     if steps_ is not None:
       _warn_learning_rate(evals, n, lr)
     t_abs, s, shape = _times(t, steps_, lr, k.dtype)
@@ -340,13 +386,17 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0., diag_reg_absolute
       if getattr(k_train_train, g, None) is not None:
         _check_square(getattr(k_train_train, g), f"k_train_train.{g}", p)
 
+  def kernel_name(g):  # a plain array is named as passed
+    return ("k_train_train" if isinstance(k_train_train, (np.ndarray, jax.Array))
+            else f"k_train_train.{g}")
+
   def train_kernel(g):
-    return _check_square(_attr(k_train_train, g), f"k_train_train.{g}", p)
+    return _check_square(_attr(k_train_train, g), kernel_name(g), p)
 
   @functools.lru_cache(2)
   def chol(g):
     k = train_kernel(g)
-    return _cho_factor(_regularize(k, reg, diag_reg_absolute_scale), f"k_train_train.{g}")
+    return _cho_factor(_regularize(k, reg, diag_reg_absolute_scale), kernel_name(g))
 
   @functools.lru_cache(2)
   def k_inv_y(g):
@@ -405,7 +455,7 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, learning_rate: fl
   if getattr(x_train, "shape", (p,))[0] != p:
     raise ValueError(f"x_train must have {p} points to match y_train, got shape "
                      f"{jnp.shape(x_train)}.")
-  lr = validation.check_real(learning_rate, "learning_rate")
+  lr = _check_learning_rate(learning_rate)
   reg = validation.check_nonnegative(diag_reg, "diag_reg")
   n = y.size
   cache = {}
@@ -461,6 +511,7 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, learning_rate: fl
     out = {}
     for g in gets:
       evals, evecs = eig(g)
+      _check_psd(evals, f"kernel_fn(x_train, None, {g!r})")
       if steps_ is not None and g == "ntk":
         _warn_learning_rate(evals, n, lr)
       res = _ensemble(g, evals, evecs, y.astype(dtype), kd.get("nngp"),
@@ -533,7 +584,9 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
   y = _check_targets(y_train, trace_axes)
   p = y.shape[0]
   k = _check_square(k_train_train, "k_train_train", p)
-  lr = validation.check_real(learning_rate, "learning_rate")
+  lr = _check_learning_rate(learning_rate)
+  if _concrete(k):
+    _check_psd(np.linalg.eigvalsh(np.asarray(k)), "k_train_train", diag_reg=False)
   dtype = k.dtype
   y = y.astype(dtype)
   grad_loss = jax.grad(lambda fx: loss(fx, y))
@@ -634,7 +687,9 @@ def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None, momen
   """Largest stable learning rate of GD (+ momentum) on MSE, ``2 (1 + momentum) N / lambda_max`` (Lee et al. 2019, Sec. 2.4; Goh 2017 for momentum).
 
   ``N = y_train_size`` (default: the number of rows of the kernel). The top
-  eigenvalue comes from SciPy's ``eigvalsh(subset_by_index=...)``.
+  eigenvalue comes from SciPy's ``eigvalsh(subset_by_index=...)``. A kernel that is
+  not positive semi-definite (the module's rule) is a ValueError naming
+  ``ntk_train_train``.
   """
   import scipy.linalg  # pylint: disable=g-import-not-at-top
   k = np.asarray(validation.as_float_array(ntk_train_train, "ntk_train_train"))
@@ -646,4 +701,6 @@ def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None, momen
       y_train_size, "y_train_size")
   momentum = validation.check_nonnegative(momentum, "momentum")
   top = scipy.linalg.eigvalsh(k, subset_by_index=(k.shape[0] - 1, k.shape[0] - 1))[-1]
+  bottom = scipy.linalg.eigvalsh(k, subset_by_index=(0, 0))[0]
+  _check_psd(np.array([bottom, top], k.dtype), "ntk_train_train", diag_reg=False)
   return float(2 * (1 + momentum) * factor / (top + eps))

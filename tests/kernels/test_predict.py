@@ -199,10 +199,70 @@ def test_singular_train_kernel_gives_finite_predictions():
   assert all(np.all(np.isfinite(a)) for g in res for a in g)
 
 
-def test_indefinite_train_kernel_is_an_error():
-  k = -np.eye(4) - 0.1
-  with pytest.raises(ValueError, match="k_train_train is not positive definite"):
-    predict.gradient_descent_mse(k, np.ones((4, 1)))(None, 0., 0., np.ones((2, 4)))
+def _negative_kernel_fn(x1, x2, get, **_):
+  """A kernel_fn whose train kernel is negative definite (eigenvalues -1 and -1.4)."""
+  k = -np.eye(len(x1)) - 0.1 if x2 is None else np.ones((len(x1), len(x2)))
+  if isinstance(get, str):
+    return k
+  return collections.namedtuple("Kernel", get)(*(k for _ in get))
+
+
+_NEG = -np.eye(4) - 0.1  # eigenvalues -1 (three times) and -1.4
+_Y4, _KT4 = np.ones((4, 1)), np.ones((2, 4))
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: predict.gradient_descent_mse(_NEG, _Y4)(None, 0., 0., _KT4), "k_train_train"),
+    (lambda: predict.gradient_descent_mse(_NEG, _Y4)(5.0, 0., 0., _KT4), "k_train_train"),
+    (lambda: predict.gradient_descent_mse(_NEG, _Y4)(jnp.asarray([0.5, 5.0])), "k_train_train"),
+    (lambda: predict.gradient_descent_mse(_NEG, _Y4)(fx_train_0=0., fx_test_0=0.,
+                                                     k_test_train=_KT4, steps=3),
+     "k_train_train"),
+    (lambda: predict.gradient_descent_mse_ensemble(_negative_kernel_fn, np.zeros((4, 2)), _Y4)(
+        5.0, np.zeros((2, 2)), "ntk"), r"kernel_fn\(x_train, None, 'ntk'\)"),
+    (lambda: predict.gradient_descent_mse_ensemble(_negative_kernel_fn, np.zeros((4, 2)), _Y4)(
+        x_test=np.zeros((2, 2)), get="nngp", steps=2), r"kernel_fn\(x_train, None, 'nngp'\)"),
+    (lambda: predict.gradient_descent_mse_ensemble(_negative_kernel_fn, np.zeros((4, 2)), _Y4)(
+        None, np.zeros((2, 2)), "ntk"), r"k_train_train.ntk"),
+    (lambda: predict.gp_inference(_NEG, _Y4)("nngp", _KT4), "k_train_train"),
+    (lambda: predict.gradient_descent(lambda f, y: jnp.mean((f - y) ** 2), _NEG, _Y4),
+     "k_train_train"),
+    (lambda: predict.max_learning_rate(_NEG), "ntk_train_train"),
+    (lambda: predict.max_learning_rate(np.diag([1.0, 0.5, -0.01])), "ntk_train_train"),
+])
+def test_indefinite_train_kernel_is_an_error(call, name):
+  """Every path, finite and infinite time alike: an error naming the kernel, never numbers
+  (finite times used to clip the eigenvalues to 0 and return zeros)."""
+  with pytest.raises(ValueError, match=name + " is not positive semi-definite"):
+    call()
+
+
+def test_indefinite_kernel_under_jit_gives_nan_and_rounding_is_tolerated():
+  fn = jax.jit(lambda k: predict.gradient_descent_mse(k, _Y4)(5.0, 0., 0., _KT4))
+  assert np.all(np.isnan(fn(jnp.asarray(_NEG))[1]))
+  steps = jax.jit(lambda k: predict.gradient_descent_mse(k, _Y4)(
+      fx_train_0=0., fx_test_0=0., k_test_train=_KT4, steps=3))
+  assert np.all(np.isnan(steps(jnp.asarray(_NEG))[1]))
+  # A negative eigenvalue of rounding size (1e-9 of the largest in float64) is clipped.
+  with jax.enable_x64(True):
+    q = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))[0]
+    k = q @ np.diag([2.0, 1.0, 0.5, -2e-9]) @ q.T
+    out = predict.gradient_descent_mse(k, _Y4)(5.0, 0., 0., _KT4)
+    assert np.all(np.isfinite(out[1]))
+    assert np.isfinite(predict.max_learning_rate(k))
+    assert np.all(np.isfinite(fn(jnp.asarray(k))[1]))
+
+
+@pytest.mark.parametrize("learning_rate", [0.0, -0.5])
+def test_non_positive_learning_rate_is_an_error(learning_rate):
+  kernel_fn, x, _, y = _problem()
+  k = kernel_fn(x, None, "ntk")
+  for call in (lambda: predict.gradient_descent_mse(k, y, learning_rate),
+               lambda: predict.gradient_descent_mse_ensemble(kernel_fn, x, y, learning_rate),
+               lambda: predict.gradient_descent(lambda f, yy: jnp.mean((f - yy) ** 2), k, y,
+                                                learning_rate)):
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+      call()
 
 
 def test_learning_rate_above_max_learning_rate_warns():
