@@ -41,8 +41,7 @@ class ConstArray:
       raise ValueError(f"DotGeneral: {name} must be a numeric array, got dtype {a.dtype}.")
     if not np.all(np.isfinite(a)):
       raise ValueError(f"DotGeneral: {name} must be finite.")
-    a = np.ascontiguousarray(a)
-    return cls(tuple(a.shape), a.dtype.str, a.tobytes())
+    return cls(tuple(a.shape), a.dtype.str, a.tobytes(order="C"))
 
   @property
   def array(self) -> np.ndarray:
