@@ -113,29 +113,44 @@ def rel_change(new, old):
 
 
 def damped_fixed_point(update: Callable, params0, extra0, *, damping, tol,
-                       max_iterations):
+                       max_iterations, floor=None, patience: int = 10,
+                       improvement: float = 0.9):
   """Iterates params <- (1 - damping) params + damping new until the residual is at most tol.
 
   ``update(params, extra) -> (new_params, new_extra, residual)``; ``params`` (a pytree
   of order parameters) are damped, ``extra`` is carried as returned. Stops at
-  ``max_iterations`` or a non-finite residual. Returns
-  ``(params, extra, iterations, residual)``.
+  ``max_iterations`` or a non-finite residual.
+
+  ``floor`` (sampled solves): the residual below which the map over a finite set of
+  quenched samples need not contract any further (its own Monte Carlo error). Once
+  the residual is at most ``floor`` and has not fallen below ``improvement`` times its
+  best value for ``patience`` iterations, the iteration has *stalled* and stops.
+  Returns ``(params, extra, iterations, residual, stalled)``.
   """
   dtype = jax.tree_util.tree_leaves(params0)[0].dtype
+  big = jnp.asarray(jnp.finfo(dtype).max, dtype)
+  floor = -big if floor is None else jnp.asarray(floor, dtype)
 
   def body(state):
-    it, params, extra, _ = state
+    it, params, extra, _, best, since = state
     new, extra, res = update(params, extra)
     params = jax.tree_util.tree_map(lambda n, o: (1 - damping) * o + damping * n, new, params)
-    return it + 1, params, extra, res
+    better = res < improvement * best
+    return (it + 1, params, extra, res, jnp.where(better, res, best),
+            jnp.where(better, 0, since + 1))
+
+  def stalled(state):
+    _, _, _, res, _, since = state
+    return (res <= floor) & (since >= patience)
 
   def cond(state):
-    it, _, _, res = state
-    return (it < max_iterations) & (res > tol) & jnp.isfinite(res)
+    it, _, _, res, _, _ = state
+    return (it < max_iterations) & (res > tol) & jnp.isfinite(res) & ~stalled(state)
 
-  state = (0, params0, extra0, jnp.asarray(jnp.finfo(dtype).max, dtype))
-  it, params, extra, res = jax.lax.while_loop(cond, body, state)
-  return params, extra, it, res
+  state = (0, params0, extra0, big, big, 0)
+  state = jax.lax.while_loop(cond, body, state)
+  it, params, extra, res = state[:4]
+  return params, extra, it, res, stalled(state) & (res > tol)
 
 
 def losses(f, y):
@@ -145,8 +160,12 @@ def losses(f, y):
 
 def conclude(*, what: str, residual: float, tol: float, n_iterations: int,
              max_iterations: int, raise_on_nonconvergence: bool, loss, lr: float,
-             gamma0: float, hint: str, check_divergence: bool = True) -> bool:
+             gamma0: float, hint: str, check_divergence: bool = True,
+             stalled: bool = False) -> bool:
   """Whether the solve converged; raises `NonConvergenceError` or `DivergenceError`.
+
+  A sampled solve that ``stalled`` at its Monte Carlo floor (`damped_fixed_point`) has
+  converged as far as its samples allow.
 
   A non-finite residual (the iteration itself blew up) raises whatever
   ``raise_on_nonconvergence`` says: its order parameters are not a result.
@@ -157,7 +176,7 @@ def conclude(*, what: str, residual: float, tol: float, n_iterations: int,
         f"(non-finite order parameters) although lazy gradient descent at lr={lr} is "
         f"stable: the iterates overshoot the feature-learning dynamics at gamma0={gamma0}; "
         "lower lr, gamma0 or steps, or lower damping", residual, n_iterations)
-  converged = bool(residual <= tol)
+  converged = bool(residual <= tol) or stalled
   if check_divergence and converged:
     lazy.check_finite(loss, lr, gamma0)
   if not converged and raise_on_nonconvergence:

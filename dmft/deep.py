@@ -50,6 +50,11 @@ from kernels import validation as val
 
 # Default stopping tolerance of sampled solves, relative to n_samples^-1/2.
 MC_TOL_FACTOR = 0.2
+# Monte Carlo floor of sampled solves, relative to n_samples^-1/2: below it, the
+# fixed-point map over the quenched samples may wander instead of contracting
+# (measured floors 0.4-1.2 n_samples^-1/2 with ReLU), and a solve whose residual
+# stays there without improving has converged as far as its samples allow.
+MC_FLOOR_FACTOR = 2.0
 
 
 def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
@@ -123,7 +128,7 @@ def _tile(k, tn):
     static_argnames=("act", "depth", "steps", "n_train", "n_samples",
                      "n_response", "residual", "exact_linear"))
 def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps,
-           n_train, n_samples, gamma0, lr, damping, tol, max_iterations,
+           n_train, n_samples, gamma0, lr, damping, tol, floor, max_iterations,
            w_std, input_std, readout_std, residual, beta, exact_linear,
            n_response):
   dtype = x_all.dtype
@@ -399,9 +404,9 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
       [jnp.zeros((tn, p, tn, p), dtype) for _ in range(big_l - 1)],
       delta0,
   )
-  params, jit_max, it, res = core.damped_fixed_point(
+  params, jit_max, it, res, stalled = core.damped_fixed_point(
       update, params0, jnp.zeros((), dtype), damping=damping, tol=tol,
-      max_iterations=max_iterations)
+      max_iterations=max_iterations, floor=floor)
   fields = run_fields(params)
   phis, gs, resp_a, resp_b, f, ntk = order_parameters(fields)
   # Monte Carlo standard error of the train loss (delta method).
@@ -428,7 +433,7 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
     loss_se = jnp.std(per_sample, axis=-1) / jnp.sqrt(s_dim)
     test_se = jnp.std(per_test, axis=-1) / jnp.sqrt(s_dim)
   return dict(f=f, ntk=ntk, phis=phis, gs=gs, resp_a=resp_a, resp_b=resp_b,
-              n_iterations=it, residual=res,
+              n_iterations=it, residual=res, stalled=stalled,
               jitter=jnp.maximum(jit_max, fields["jitter"]), loss_se=loss_se,
               test_loss_se=test_se, kernel_rel_se=kern_se)
 
@@ -459,6 +464,7 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
   x_all, p, yy, dtype = prob.x_all, prob.n_train, prob.y, prob.dtype
   n_samples = val.check_int(n_samples, "n_samples", minimum=2)
   damping = val.check_unit_interval(damping, "damping")
+  floor = 0.0  # no stall rule unless the tolerance is the sampled default
   if tol is None:
     tol = 1e-7 if dtype == jnp.float64 else 1e-4
     if not exact_linear and not act.is_linear:
@@ -468,6 +474,8 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
       # whenever a sample crosses a kink, so changes far below the sampling error can
       # neither be resolved nor always be reached: stop once they are 5x below it.
       tol = max(tol, MC_TOL_FACTOR / math.sqrt(n_samples))
+      # Short of it, a residual that stalls below the floor ends the solve as converged.
+      floor = max(tol, MC_FLOOR_FACTOR / math.sqrt(n_samples))
   tol = val.check_positive_number(tol, "tol")
   max_iterations = val.check_int(max_iterations, "max_iterations", minimum=1)
   n_response = val.check_int(n_response, "n_response", minimum=1)
@@ -482,9 +490,9 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
       jnp.asarray(prob.y_test, dtype))
   out = _solve(x_all, yy, y_test_all, key, phis0, gs0, ntk0, act=act, depth=depth,
                steps=steps, n_train=p, n_samples=n_samples, gamma0=gamma0,
-               lr=lr, damping=damping, tol=tol, max_iterations=max_iterations,
-               w_std=w_std, input_std=input_std, readout_std=readout_std,
-               residual=bool(residual), beta=beta,
+               lr=lr, damping=damping, tol=tol, floor=floor,
+               max_iterations=max_iterations, w_std=w_std, input_std=input_std,
+               readout_std=readout_std, residual=bool(residual), beta=beta,
                exact_linear=bool(exact_linear), n_response=n_response)
   out = jax.device_get(out)
   res = float(out["residual"])
@@ -494,7 +502,7 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
   converged = core.conclude(
       what="deep", residual=res, tol=tol, n_iterations=n_it,
       max_iterations=max_iterations, raise_on_nonconvergence=raise_on_nonconvergence,
-      loss=loss, lr=lr, gamma0=gamma0,
+      loss=loss, lr=lr, gamma0=gamma0, stalled=bool(out["stalled"]),
       hint="lower damping or lr, raise max_iterations, or (sampled solves) leave tol at "
       "its default, which is set by the Monte Carlo error of n_samples")
   if float(out["jitter"]) >= gaussian.MAX_JITTER:
@@ -526,7 +534,8 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
                 depth=depth, residual=bool(residual), branch_multiplier=beta,
                 activation=act.name, gamma0=gamma0, lr=lr, steps=steps,
                 n_samples=0 if exact_linear else n_samples, damping=damping,
-                tol=tol, W_std=w_std, input_std=input_std,
+                tol=tol, mc_floor=floor, stalled=bool(out["stalled"]),
+                W_std=w_std, input_std=input_std,
                 readout_std=readout_std, dtype=str(np.dtype(dtype)),
                 **mc_info))
 

@@ -25,7 +25,8 @@ class DMFTResult:
     g: (L, K, K, P, P) gradient kernels G^l(t, s).
     n_iterations: fixed-point iterations performed.
     residual: last relative change of the order parameters.
-    converged: residual <= tol.
+    converged: residual <= tol, or (sampled deep solves) the residual stalled below
+      the Monte Carlo floor info["mc_floor"] (info["stalled"]).
     jitter: largest relative diagonal jitter added to a covariance before
       sampling (0.0 when none was needed).
     mc_error: (steps+1,) Monte Carlo standard error of the train loss (0 for

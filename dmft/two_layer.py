@@ -155,7 +155,7 @@ def _solve(x_all, y, ntk0_exact, a_half, w_half, *, act, gamma0, lr, steps,
     # Initial guess: the lazy (NTK) error signal.
     delta_init = lazy.gd_error(ntk0_exact[:p, :p], y, lr, steps)[:steps]
     zeros_kd = jnp.zeros((steps + 1, p), dtype)
-    delta, _, it, res = core.damped_fixed_point(
+    delta, _, it, res, _ = core.damped_fixed_point(
         update, delta_init, (zeros_kd, zeros_kd), damping=damping, tol=tol,
         max_iterations=max_iterations)
 

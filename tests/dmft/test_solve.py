@@ -217,6 +217,25 @@ def test_damped_fixed_point_with_and_without_jit(maybe_jit):
 
   fn = maybe_jit(lambda x0: core.damped_fixed_point(
       update, x0, jnp.zeros((), jnp.int32), damping=0.7, tol=1e-6, max_iterations=200))
-  x, count, it, res = fn(jnp.asarray(1.0, jnp.float32))
-  assert float(res) <= 1e-6 and int(it) == int(count) < 200
+  x, count, it, res, stalled = fn(jnp.asarray(1.0, jnp.float32))
+  assert float(res) <= 1e-6 and int(it) == int(count) < 200 and not bool(stalled)
   assert float(x) == pytest.approx(0.7390851, abs=1e-5)
+
+
+def _wandering(x, count):
+  """A map that settles to within 2% of 0.5 and then alternates there (a noise floor)."""
+  new = 0.5 + 0.5 ** (count + 1.0) + 0.01 * (-1.0) ** count
+  return new, count + 1, jnp.abs(new - x) / jnp.abs(new)
+
+
+def test_damped_fixed_point_stops_when_stalled_at_its_floor(maybe_jit):
+  run = lambda floor: maybe_jit(lambda x0: core.damped_fixed_point(
+      _wandering, x0, jnp.zeros((), jnp.float32), damping=1.0, tol=1e-4,
+      max_iterations=200, floor=floor, patience=10))(jnp.asarray(2.0, jnp.float32))
+  _, _, it, res, stalled = run(0.05)
+  # The residual reaches the floor within a few iterations, then never improves by 10%.
+  assert bool(stalled) and 10 < int(it) < 40 and 1e-4 < float(res) <= 0.05
+  _, _, it, res, stalled = run(None)  # without a floor: every iteration is spent
+  assert not bool(stalled) and int(it) == 200
+  _, _, it, _, stalled = run(1e-3)  # a floor below the wander is never reached
+  assert not bool(stalled) and int(it) == 200
