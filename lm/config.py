@@ -1,10 +1,12 @@
-"""The shape and parameterization of a decoder-only transformer, checked on construction."""
+"""The shape and parameterization of a decoder-only transformer, checked on construction
+with `kernels.validation` (ValueError naming the setting, TypeError for a wrong type)."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Optional
 
 from kernels import parameterization as param_lib
+from kernels import validation
 
 PARAMETERIZATIONS = ("sp", "mup", "depth_mup")
 POSITIONS = ("learned", "rotary")
@@ -51,15 +53,12 @@ class ModelConfig:
 
   def __post_init__(self):
     for k in ("vocab_size", "width", "depth", "n_heads", "mlp_ratio", "seq_len"):
-      v = getattr(self, k)
-      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{k} must be a positive integer, got {v!r}.")
+      validation.check_positive_int(getattr(self, k), k)
     if self.head_dim is None and self.width % self.n_heads:
       raise ValueError(f"n_heads={self.n_heads} does not divide width={self.width}; "
                        "choose n_heads dividing width or set head_dim.")
-    if self.head_dim is not None and (isinstance(self.head_dim, bool) or
-                                      not isinstance(self.head_dim, int) or self.head_dim < 1):
-      raise ValueError(f"head_dim must be a positive integer or None, got {self.head_dim!r}.")
+    if self.head_dim is not None:
+      validation.check_positive_int(self.head_dim, "head_dim")
     if self.positions not in POSITIONS:
       raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}.")
     if self.positions == "rotary" and self.dh % 2:
@@ -67,12 +66,9 @@ class ModelConfig:
     if self.parameterization not in PARAMETERIZATIONS:
       raise ValueError(f"unknown parameterization {self.parameterization!r}; expected one "
                        f"of {PARAMETERIZATIONS}.")
-    if not 0 < self.branch_exponent <= 1:
-      raise ValueError(f"branch_exponent must be in (0, 1], got {self.branch_exponent!r}.")
+    validation.check_unit_interval(self.branch_exponent, "branch_exponent")
     for k in ("gamma0", "embed_std", "w_std", "readout_std"):
-      v = getattr(self, k)
-      if not isinstance(v, (int, float)) or not v > 0:
-        raise ValueError(f"{k} must be a positive number, got {v!r}.")
+      validation.check_positive_number(getattr(self, k), k)
 
   @property
   def dh(self) -> int:

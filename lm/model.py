@@ -6,6 +6,12 @@ the effective weights ``multiplier * stored``, so every width and depth rule of 
 parameterization lives in one pytree (`lm.scales.Scales`) and none in this file,
 except two scalars read from the same rules: the attention-logit multiplier
 (1/sqrt(d) or 1/d) and the residual-branch multiplier (1 or depth**-alpha).
+
+Token ids must lie in [0, vocab_size). Concrete ids outside that range are a
+ValueError naming ``tokens`` (`check_token_ids`); under ``jit`` the ids are traced
+and cannot be checked, so an out-of-range id (negative ones included, which
+indexing would otherwise wrap to the end of the table) embeds as NaN and every
+logit that sees it is NaN: never numbers from another token.
 """
 from __future__ import annotations
 
@@ -14,10 +20,40 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lm.config import ModelConfig
 
 _unit = nn.initializers.normal(1.0)
+
+
+def check_token_ids(tokens, vocab_size: int, name: str = "tokens") -> None:
+  """Integer ids in [0, vocab_size): TypeError / ValueError naming ``name`` otherwise.
+
+  The range is checked when the ids are concrete; traced ids (inside ``jit``) are
+  left to `embed_ids` and `lm.train.loss_fn`, which turn out-of-range ids into NaN.
+  """
+  dtype = getattr(tokens, "dtype", None)
+  if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+    raise TypeError(f"{name} must be an array of integer token ids, got dtype {dtype}.")
+  if not isinstance(tokens, (np.ndarray, jax.Array)) or isinstance(tokens, jax.core.Tracer):
+    return  # traced, or a shape-only stand-in (eval_shape)
+  ids = np.asarray(tokens)
+  bad = ids[(ids < 0) | (ids >= vocab_size)]
+  if bad.size:
+    raise ValueError(f"{name} must be token ids in [0, {vocab_size}) (the model's "
+                     f"vocab_size), got {bad.size} outside it: {sorted(set(bad.tolist()))[:8]}.")
+
+
+def valid_ids(tokens, vocab_size: int):
+  """Boolean mask of the ids in [0, vocab_size) (traceable)."""
+  return (tokens >= 0) & (tokens < vocab_size)
+
+
+def embed_ids(table, tokens):
+  """Rows of ``table`` for ``tokens``; an id outside [0, len(table)) gives a NaN row."""
+  rows = jnp.take(table, tokens, axis=0, mode="clip")
+  return jnp.where(valid_ids(tokens, table.shape[0])[..., None], rows, jnp.nan)
 
 
 class Dense(nn.Module):
@@ -118,8 +154,9 @@ class Transformer(nn.Module):
     t = tokens.shape[1]
     if t > c.seq_len:
       raise ValueError(f"sequence length {t} exceeds seq_len={c.seq_len} of the model.")
+    check_token_ids(tokens, c.vocab_size)
     emb = self.param("embedding", _unit, (c.vocab_size, c.width))
-    x = jnp.take(emb, tokens, axis=0)
+    x = embed_ids(emb, tokens)
     if c.positions == "learned":
       x = x + self.param("pos", _unit, (c.seq_len, c.width))[:t]
     self.sow("intermediates", "embedding", x)

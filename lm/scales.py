@@ -64,7 +64,7 @@ def model(cfg: ModelConfig) -> Transformer:
 
 def param_shapes(cfg: ModelConfig):
   tokens = jax.ShapeDtypeStruct((1, cfg.seq_len), jnp.int32)
-  return jax.eval_shape(lambda: model(cfg).init(jax.random.PRNGKey(0), tokens))["params"]
+  return jax.eval_shape(lambda t: model(cfg).init(jax.random.PRNGKey(0), t), tokens)["params"]
 
 
 def make_scales(cfg: ModelConfig, optimizer: str = "adam") -> Scales:

@@ -31,6 +31,7 @@ from kernels import cli
 from kernels import program
 from kernels import runs as io
 from lm import data as data_lib
+from lm import model as model_lib
 from lm import optim as optim_lib
 from lm import scales as scales_lib
 from lm.config import ModelConfig
@@ -127,10 +128,18 @@ def validate(cfg):
 
 
 def loss_fn(mc: ModelConfig, params, scales, tokens, skip: int = 0):
-  """Mean next-token cross-entropy (nats) over targets with index > skip."""
+  """Mean next-token cross-entropy (nats) over targets with index > skip.
+
+  Concrete ``tokens`` outside [0, vocab_size) are a ValueError naming them; traced
+  ones (inside ``jit``) give a NaN loss, which stops training (`Diverged`).
+  """
+  model_lib.check_token_ids(tokens, mc.vocab_size)
   logits = scales_lib.apply(mc, params, scales, tokens[:, :-1])
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
-  nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
+  targets = tokens[:, 1:]
+  nll = -jnp.take_along_axis(logp, jnp.clip(targets, 0, mc.vocab_size - 1)[..., None],
+                             -1)[..., 0]
+  nll = jnp.where(model_lib.valid_ids(targets, mc.vocab_size), nll, jnp.nan)
   return nll[:, skip:].mean()
 
 

@@ -34,6 +34,37 @@ def test_bad_settings_name_the_setting():
     S.make_scales(c, "lion")
 
 
+def test_settings_use_the_shared_validators():
+  for field, value in (("gamma0", float("inf")), ("w_std", 0.0), ("branch_exponent", 1.5),
+                       ("width", 0), ("head_dim", 0)):
+    with pytest.raises(ValueError, match=field):
+      ModelConfig(**{**TINY, field: value})
+  with pytest.raises(TypeError, match="depth"):
+    ModelConfig(**{**TINY, "depth": 2.0})
+
+
+def test_token_ids_outside_the_vocabulary():
+  """Concrete ids out of [0, vocab): a ValueError naming tokens; traced ids: NaN, never the
+  numbers of another token (indexing wraps -1 to the last row of the table)."""
+  from lm import train  # pylint: disable=g-import-not-at-top
+  c = ModelConfig(**TINY)
+  sc = S.make_scales(c)
+  p = S.init_params(jax.random.PRNGKey(0), c, sc)
+  bad = jnp.array([[3, 20, -1, 2]], jnp.int32)
+  with pytest.raises(ValueError, match=r"tokens must be token ids in \[0, 16\).*\[-1, 20\]"):
+    S.apply(c, p, sc, bad)
+  with pytest.raises(ValueError, match="tokens must be token ids"):
+    train.loss_fn(c, p, sc, jnp.array([[3, 4, 5, -1]], jnp.int32))  # a bad target only
+  with pytest.raises(TypeError, match="integer token ids"):
+    S.apply(c, p, sc, jnp.zeros((1, 4)))
+  logits = jax.jit(lambda t: S.apply(c, p, sc, t))
+  wrapped = np.asarray(logits(jnp.array([[3, 4, -1, 2], [3, 4, 15, 2]], jnp.int32)))
+  assert np.all(np.isnan(wrapped[0])) and np.all(np.isfinite(wrapped[1]))
+  loss = jax.jit(lambda t: train.loss_fn(c, p, sc, t))
+  assert np.isnan(loss(jnp.array([[3, 4, 5, -1]], jnp.int32)))
+  assert np.isfinite(loss(jnp.array([[3, 4, 5, 15]], jnp.int32)))
+
+
 @pytest.mark.parametrize("pz", ["sp", "mup", "depth_mup"])
 def test_scales_follow_the_shared_rules(pz):
   """Per-parameter numbers equal kernels.parameterization's closed forms at two widths."""
