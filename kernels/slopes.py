@@ -79,3 +79,39 @@ def loglog_fit(x, y, confidence: float = 0.95) -> LogLogFit:
     stderr = half = float("nan")
   return LogLogFit(slope=slope, intercept=intercept, stderr=stderr, low=slope - half,
                    high=slope + half, confidence=confidence, n=n)
+
+
+def windowed_slopes(x, y, factor: float = 4.0, min_points: int = 5):
+  """Local log-log slopes: `loglog_fit` over consecutive windows of x, each a factor wide.
+
+  The windows run from min(x) upwards, [min x * factor**k, min x * factor**(k + 1)]
+  (both ends included); a window with fewer than ``min_points`` points is skipped.
+  Their drift shows how far a measured power law is from its asymptote.
+
+  Returns:
+    (centres, slopes): the geometric centre of each window kept and the least-squares
+    slope of log y against log x in it, as arrays (empty when no window is kept).
+  """
+  x = np.asarray(x, dtype=float).ravel()
+  y = np.asarray(y, dtype=float).ravel()
+  if x.shape != y.shape:
+    raise ValueError(f"windowed_slopes: x and y must have the same length, got {x.size} "
+                     f"and {y.size}.")
+  if not (math.isfinite(factor) and factor > 1):
+    raise ValueError(f"windowed_slopes: factor must be a finite number > 1, got {factor!r}.")
+  if isinstance(min_points, bool) or not isinstance(min_points, int) or min_points < 2:
+    raise ValueError(f"windowed_slopes: min_points must be an int >= 2, got {min_points!r}.")
+  bad = ~(np.isfinite(x) & (x > 0))
+  if bad.any():
+    raise ValueError("windowed_slopes: every x must be finite and positive; "
+                     f"x[{int(np.argmax(bad))}] = {x[bad][0]!r}.")
+  centres, local = [], []
+  if x.size:
+    lx = np.log(x)
+    edges = np.arange(lx.min(), lx.max() + 1e-9, math.log(factor))
+    for lo, hi in zip(edges[:-1], edges[1:]):
+      w = (lx >= lo) & (lx <= hi)
+      if w.sum() >= min_points:
+        centres.append(float(np.exp((lo + hi) / 2)))
+        local.append(loglog_fit(x[w], y[w]).slope)
+  return np.asarray(centres), np.asarray(local)

@@ -94,23 +94,15 @@ def theory_compute_frontier(alpha: float, beta: float, ds: Sequence[int], *,
              capacity=np.asarray(capacity))
   ok = np.isfinite(d_star)
   if ok.sum() >= 10:
-    lf, ld, ll = np.log(fs[ok]), np.log(d_star[ok]), np.log(loss_star[ok])
     d_fit = slopes.loglog_fit(fs[ok], d_star[ok])
     loss_fit = slopes.loglog_fit(fs[ok], loss_star[ok])
     out["d_exponent"] = d_fit.slope
     out["d_exponent_interval"] = (d_fit.low, d_fit.high)
     out["loss_exponent"] = -loss_fit.slope
     out["loss_exponent_interval"] = (-loss_fit.high, -loss_fit.low)
-    edges = np.arange(lf[0], lf[-1] + 1e-9, np.log(4.0))
-    loc_f, loc_d, loc_l = [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-      w = (lf >= lo) & (lf <= hi)
-      if w.sum() >= 5:
-        loc_f.append(np.exp((lo + hi) / 2))
-        loc_d.append(np.polyfit(lf[w], ld[w], 1)[0])
-        loc_l.append(-np.polyfit(lf[w], ll[w], 1)[0])
-    out.update(local_flops=np.asarray(loc_f), local_d_exponent=np.asarray(loc_d),
-               local_loss_exponent=np.asarray(loc_l))
+    loc_f, loc_d = slopes.windowed_slopes(fs[ok], d_star[ok], factor=4.0, min_points=5)
+    _, loc_l = slopes.windowed_slopes(fs[ok], loss_star[ok], factor=4.0, min_points=5)
+    out.update(local_flops=loc_f, local_d_exponent=loc_d, local_loss_exponent=-loc_l)
   return out
 
 

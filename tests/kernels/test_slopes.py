@@ -1,8 +1,9 @@
-"""kernels.slopes.loglog_fit: exact on power laws, honest intervals on noisy ones."""
+"""kernels.slopes: loglog_fit exact on power laws, honest intervals on noisy ones; windowed_slopes."""
 import numpy as np
 import pytest
 
 from kernels.slopes import loglog_fit
+from kernels.slopes import windowed_slopes
 
 
 def test_exact_power_law():
@@ -38,3 +39,31 @@ def test_two_points_have_no_interval():
 def test_bad_input(x, y, word):
   with pytest.raises(ValueError, match=word):
     loglog_fit(x, y)
+
+
+def test_windowed_slopes_follow_a_drifting_exponent():
+  # log y = -0.5 log x - 0.02 (log x)^2: the local slope is -0.5 - 0.04 log x.
+  x = np.geomspace(1.0, 4.0 ** 3, 61)
+  centres, local = windowed_slopes(x, np.exp(-0.5 * np.log(x) - 0.02 * np.log(x) ** 2))
+  np.testing.assert_allclose(centres, 2.0 * 4.0 ** np.arange(3), rtol=1e-12)
+  np.testing.assert_allclose(local, -0.5 - 0.04 * np.log(centres), atol=1e-12)
+  # Each window is loglog_fit over the points in it, both ends included.
+  inside = (x >= 4.0 - 1e-9) & (x <= 16.0 + 1e-9)
+  assert local[1] == loglog_fit(x[inside], np.exp(-0.5 * np.log(x[inside])
+                                                  - 0.02 * np.log(x[inside]) ** 2)).slope
+
+
+def test_windowed_slopes_skip_sparse_windows():
+  centres, local = windowed_slopes([1.0, 2.0, 3.0, 100.0], [1.0, 2.0, 3.0, 4.0])
+  assert centres.size == 0 and local.size == 0
+  centres, local = windowed_slopes([1.0, 2.0, 3.0, 100.0], [1.0, 2.0, 3.0, 4.0], min_points=3)
+  assert centres.tolist() == [2.0] and local[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("x,y,kw,word", [
+    ([1, 2], [1], {}, "same length"), ([1, 0], [1, 2], {}, "every x"),
+    ([1, 2], [1, 2], dict(factor=1.0), "factor"), ([1, 2], [1, 2], dict(min_points=1), "min_points"),
+])
+def test_windowed_slopes_bad_input(x, y, kw, word):
+  with pytest.raises(ValueError, match=word):
+    windowed_slopes(x, y, **kw)
