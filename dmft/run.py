@@ -8,7 +8,8 @@ defaults to runs/dmft for the default config and runs/dmft_<config name> for
 another. Every config field is checked before any work or write; a bad one ends
 the program with one line naming it (`kernels.program`).
 
-Writes OUT/config.json, OUT/metrics.jsonl (one record per finished stage),
+Writes, through `kernels.runs.RunDir`, OUT/config.json, OUT/metrics.jsonl (one
+record per finished stage, its ``key`` the stage),
 OUT/*.png (theory against width-N networks), OUT/summary.md, and caches
 (OUT/cache/*.npz). Every write is atomic; a rerun skips the stages whose cache
 exists, so an interrupted run resumes where it stopped.
@@ -102,14 +103,15 @@ def run(cfg, out):
   if os.path.exists(out) and not os.path.isdir(out):
     raise ValueError(f"out must be a folder, but {out!r} is a file")
   io.check_resumable(out, program.config_dict(cfg), EXTENDABLE)
-  os.makedirs(os.path.join(out, "cache"), exist_ok=True)
-  io.write_json(os.path.join(out, "config.json"), cfg.to_dict())
-  metrics_path = os.path.join(out, "metrics.jsonl")
-  records = {r["stage"]: r for r in io.read_jsonl(metrics_path)}
+  rd = io.RunDir(out)
+  rd.start(cfg.to_dict())
+  cache_dir = rd.path / "cache"
+  cache_dir.mkdir(exist_ok=True)
+  _key_records(rd)
 
   def record(stage, **values):
-    records[stage] = dict(stage=stage, time=time.time(), **values)
-    io.write_jsonl(metrics_path, list(records.values()))
+    """One record per stage (its RunDir key); a rerun's record replaces the old one."""
+    rd.append(dict(key=stage, stage=stage, time=time.time(), **values))
 
   x, y, xt, yt = data_lib.synthetic(**cfg.data.to_dict())
   split_pairs = cfg.get("split_pairs", 0) if cfg.solver == "two_layer" else 0
@@ -123,8 +125,8 @@ def run(cfg, out):
   splits = []
   for stage in bar:
     bar.set_postfix_str(stage)
-    cache = os.path.join(out, "cache", stage + ".npz")
-    if os.path.exists(cache):
+    cache = cache_dir / f"{stage}.npz"
+    if cache.exists():
       arrays = io.read_npz(cache)
     elif stage == "dmft":
       r = solve_theory(cfg, x, y, xt, yt)
@@ -198,9 +200,16 @@ def run(cfg, out):
                         split=summary.get("split_bias"))
   if sweep:
     plots.lazy_to_rich(sweep, y, os.path.join(out, "lazy_to_rich.png"))
-  io.write_text(os.path.join(out, "summary.md"),
-                _summary_md(cfg, theory, ens, summary, sweep, y))
-  return records
+  rd.write_text("summary.md", _summary_md(cfg, theory, ens, summary, sweep, y))
+  return {r["stage"]: r for r in rd.records()}
+
+
+def _key_records(rd):
+  """Gives the records of a folder written before they carried a key the key of their stage."""
+  records = rd.records()
+  if any("key" not in r for r in records):
+    io.write_jsonl(rd.path / "metrics.jsonl",
+                   [r if "key" in r else dict(r, key=r["stage"]) for r in records])
 
 
 def _summary_md(cfg, theory, ens, summary, sweep, y):

@@ -37,12 +37,21 @@ def test_run_writes_folder_and_resumes(tmp_path):
     stages = [json.loads(line)["stage"] for line in f]
   assert {"dmft", "width_32", "width_64", "convergence", "split_32", "split_64",
           "split_bias"} <= set(stages)
-  # Remove one stage's cache: a rerun recomputes only that stage.
+  # Remove one stage's cache: a rerun recomputes only that stage. (The records lose
+  # their RunDir key first, as a folder written before they had one.)
   os.remove(os.path.join(out, "cache", "width_64.npz"))
+  with open(os.path.join(out, "metrics.jsonl")) as f:
+    unkeyed = [{k: v for k, v in json.loads(line).items() if k != "key"} for line in f]
+  with open(os.path.join(out, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in unkeyed)
   before = os.path.getmtime(os.path.join(out, "cache", "dmft.npz"))
   run.run(_config(), out)
   assert os.path.exists(os.path.join(out, "cache", "width_64.npz"))
   assert os.path.getmtime(os.path.join(out, "cache", "dmft.npz")) == before
+  with open(os.path.join(out, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert sorted(r["stage"] for r in records) == sorted(stages)  # one record per stage
+  assert all(r["key"] == r["stage"] for r in records)
   assert not [n for n in os.listdir(out) if n.startswith(".tmp")]
 
 
