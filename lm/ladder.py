@@ -59,6 +59,37 @@ def check(cfg):
     size_config(cfg, w, d)
 
 
+def analyse(records: dict, entropy_rate: float, *, power_law_grid=None, chinchilla_grid=None):
+  """The two fits of the ladder's records (key -> one size's record: params, tokens,
+  eval_loss at each token count, diverged), compared with the entropy rate.
+
+  The grids of initial points default to those of `scaling.power_law.fit_power_law`
+  (990 starts) and `scaling.chinchilla.fit_chinchilla` (4500).
+
+  Returns (report, fits): the JSON-able report (entropy rate, both fits, relative
+  errors of their E) and the fits with their data (pl, ch, err_pl, err_ch, N, final,
+  nn, dd, ll). Raises ValueError if a run diverged.
+  """
+  h = entropy_rate
+  keys = list(records)
+  N = np.array([records[k]["params"] for k in keys], float)
+  final = np.array([records[k]["eval_loss"][-1] for k in keys], float)
+  if not np.all(np.isfinite(final)) or any(records[k]["diverged"] for k in keys):
+    raise ValueError("a ladder run diverged; lower config.train.lr.")
+  pl = power_law.fit_power_law(N, final, grid=power_law_grid)
+  nn, dd, ll = [], [], []
+  for k in keys:
+    for t, l in zip(records[k]["tokens"], records[k]["eval_loss"]):
+      nn.append(records[k]["params"]), dd.append(t), ll.append(l)
+  nn, dd, ll = np.array(nn, float), np.array(dd, float), np.array(ll, float)
+  ch = chinchilla.fit_chinchilla(nn, dd, ll, grid=chinchilla_grid)
+  err_pl, err_ch = (pl.E - h) / h, (ch.E - h) / h
+  report = dict(entropy_rate=h, power_law=pl.to_dict(), chinchilla=ch.to_dict(),
+                power_law_E_rel_error=err_pl, chinchilla_E_rel_error=err_ch)
+  return report, dict(pl=pl, ch=ch, err_pl=err_pl, err_ch=err_ch, N=N, final=final, nn=nn,
+                      dd=dd, ll=ll)
+
+
 def run(cfg, out):
   check(cfg)
   sizes = [tuple(s) for s in cfg.sizes]
@@ -76,19 +107,9 @@ def run(cfg, out):
     jobs[f"w{w}_d{d}"] = job
   recs = sweep.run_jobs(jobs, rd, desc="lm.ladder")
   h = train.language(cfg.train).entropy_rate()
-  N = np.array([recs[k]["params"] for k in jobs], float)
-  final = np.array([recs[k]["eval_loss"][-1] for k in jobs], float)
-  if not np.all(np.isfinite(final)) or any(recs[k]["diverged"] for k in jobs):
-    raise ValueError("a ladder run diverged; lower config.train.lr.")
-  pl = power_law.fit_power_law(N, final)
-  nn, dd, ll = [], [], []
-  for k in jobs:
-    for t, l in zip(recs[k]["tokens"], recs[k]["eval_loss"]):
-      nn.append(recs[k]["params"]), dd.append(t), ll.append(l)
-  ch = chinchilla.fit_chinchilla(np.array(nn, float), np.array(dd, float), np.array(ll, float))
-  err_pl, err_ch = (pl.E - h) / h, (ch.E - h) / h
-  report = dict(entropy_rate=h, power_law=pl.to_dict(), chinchilla=ch.to_dict(),
-                power_law_E_rel_error=err_pl, chinchilla_E_rel_error=err_ch)
+  report, fits = analyse(recs, h)
+  pl, ch, err_pl, err_ch = fits["pl"], fits["ch"], fits["err_pl"], fits["err_ch"]
+  N, final, nn, dd, ll = (fits[k] for k in ("N", "final", "nn", "dd", "ll"))
   rd.append(dict(key="fits", **report))
   msg = (f"lm.ladder: entropy rate {h:.4f} nats; power law with offset E = {pl.E:.4f} "
          f"({100 * err_pl:+.1f}%), alpha = {pl.alpha:.3f}; Chinchilla L(N, D) E = {ch.E:.4f} "
