@@ -14,32 +14,19 @@ import jax
 import jax.numpy as jnp
 
 from kernels import stax
+from kernels import width_check
 from kernels.stax import elementwise
 
-# Gauss-Hermite points of the named activations without a closed form: at 25 points
+# Gauss-Hermite points of the named activations (`kernels.width_check.NAMED_ACTIVATIONS`)
+# without a closed form: at 25 points
 # (the stax default) tanh's NTK of a unit-variance input is off by 2.6e-4 relative, at
 # 48 it agrees with 200 points to 2e-9.
 QUADRATURE_DEG = 48
 
-_NAMED = {
-    "relu": stax.Relu,
-    "erf": stax.Erf,
-    "gelu": stax.Gelu,
-    "tanh": lambda: stax.Tanh(deg=QUADRATURE_DEG),
-    "abs": stax.Abs,
-    "linear": lambda: stax.ABRelu(1.0, 1.0),
-    "identity": lambda: stax.ABRelu(1.0, 1.0),
-    "leaky_relu": lambda: stax.LeakyRelu(0.01),
-    "sigmoid": lambda: stax.ElementwiseNumerical(jax.nn.sigmoid, deg=QUADRATURE_DEG),
-    "softplus": lambda: stax.ElementwiseNumerical(jax.nn.softplus, deg=QUADRATURE_DEG),
-    "sin": lambda: stax.ElementwiseNumerical(jnp.sin, deg=QUADRATURE_DEG),
-}
-
-
 @functools.lru_cache(maxsize=None)
 def _named_layer(name: str):
   """Cached so that equal names give equal (hashable, jit-static) layers."""
-  return _NAMED[name]()
+  return width_check.activation_layer(name, deg=QUADRATURE_DEG)
 
 
 def layer(activation) -> elementwise.Elementwise:
@@ -50,9 +37,9 @@ def layer(activation) -> elementwise.Elementwise:
     return activation
   if isinstance(activation, str):
     name = activation.lower()
-    if name not in _NAMED:
-      raise ValueError(f"activation must be one of {sorted(_NAMED)}, a stax activation layer "
-                       f"or a callable; got {activation!r}.")
+    if name not in width_check.NAMED_ACTIVATIONS:
+      raise ValueError(f"activation must be one of {sorted(width_check.NAMED_ACTIVATIONS)}, "
+                       f"a stax activation layer or a callable; got {activation!r}.")
     return _named_layer(name)
   if isinstance(activation, stax.Layer):
     raise ValueError(f"activation must be an elementwise layer, got {type(activation).__name__}.")

@@ -14,17 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmft import activations
 from dmft import network
 from kernels import validation as val
 from kernels import empirical
 from kernels import flax_module
 from kernels import optim
 from kernels import stax
-
-def stax_activation(activation):
-  """A `kernels.stax` activation layer for a name, layer or callable."""
-  return activations.layer(activation)
 
 
 def build_network(width, **kwargs):

@@ -39,6 +39,7 @@ program with one line naming it, before any work or write.)
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Sequence
 
@@ -51,8 +52,37 @@ from kernels import parameterization as pz
 from kernels.empirical import conditional_nngp_fn, empirical_ntk_fn
 
 
-ACTIVATIONS = {"relu": (stax.Relu, 2.0 ** 0.5), "erf": (stax.Erf, 1.0),
-               "gelu": (stax.Gelu, 2.0 ** 0.5), "tanh": (stax.Tanh, 1.0)}
+# The project's one table of named activations (`dmft.activations` reads it too): name ->
+# (stax layer factory, whether the layer computes its Gaussian kernels by quadrature and
+# takes ``deg``, the number of Gauss-Hermite points).
+NAMED_ACTIVATIONS = {
+    "relu": (stax.Relu, False),
+    "erf": (stax.Erf, False),
+    "gelu": (stax.Gelu, False),
+    "tanh": (stax.Tanh, True),
+    "abs": (stax.Abs, False),
+    "linear": (lambda: stax.ABRelu(1.0, 1.0), False),
+    "identity": (lambda: stax.ABRelu(1.0, 1.0), False),
+    "leaky_relu": (lambda: stax.LeakyRelu(0.01), False),
+    "sigmoid": (functools.partial(stax.ElementwiseNumerical, jax.nn.sigmoid), True),
+    "softplus": (functools.partial(stax.ElementwiseNumerical, jax.nn.softplus), True),
+    "sin": (functools.partial(stax.ElementwiseNumerical, jnp.sin), True),
+}
+
+
+def activation_layer(name: str, deg: int | None = None) -> stax.Layer:
+  """The stax layer of a named activation (`NAMED_ACTIVATIONS`).
+
+  ``deg``: Gauss-Hermite points of an activation without a closed form (None: the layer's
+  default); ignored for the others.
+  """
+  factory, quadrature = NAMED_ACTIVATIONS[name]
+  return factory(deg=deg) if quadrature and deg is not None else factory()
+
+
+# The activations the width check runs and the hidden W_std of each (He's gain for the
+# rectifiers).
+ACTIVATIONS = {"relu": 2.0 ** 0.5, "erf": 1.0, "gelu": 2.0 ** 0.5, "tanh": 1.0}
 
 
 def load_data(name: str, n_points: int, seed: int, n_test: int = 0, images: bool = False):
@@ -83,7 +113,8 @@ def build(width: int, depth: int, activation: str, parameterization,
           architecture: str = "mlp") -> stax.Layer:
   """The MLP, or the CNN (``depth`` 3x3 SAME convolutions of ``width`` channels, global
   average pooling, dense readout), under ``parameterization``."""
-  act, w_std = ACTIVATIONS[activation]
+  w_std = ACTIVATIONS[activation]
+  act = functools.partial(activation_layer, activation)
   if architecture == "mlp":
     return stax.mlp([width] * depth, act(), 1, parameterization=parameterization, W_std=w_std,
                     readout_W_std=1.0)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import dmft
+from dmft import activations
 from dmft import data
 from dmft import ensembles
 from kernels import predict
@@ -35,7 +36,7 @@ def _lazy_reference(x, y, xt, activation):
 def test_lazy_limit_equals_kernels_gradient_descent(task, activation):
   x, y, xt, _ = task
   # The same stax activation layer in both views (exact Gaussian duals).
-  activation = ensembles.stax_activation(activation)
+  activation = activations.layer(activation)
   res = dmft.solve_two_layer(x, y, activation=activation, gamma0=1e-3, lr=LR,
                              steps=STEPS, n_samples=N_SAMPLES, seed=0, X_test=xt)
   ref = _lazy_reference(x, y, xt, activation)
