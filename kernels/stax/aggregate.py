@@ -174,10 +174,9 @@ def _sparse_to_dense(pattern, batch: int, agg_shape, path, name: str):
   r_flat, r_ok = ravel(r)
   s_flat = jnp.where(s_ok, s_flat, n_vertices - 1)
   b = jnp.broadcast_to(jnp.arange(batch)[:, None], s_flat.shape)
-  dense = jnp.zeros((batch, n_vertices, n_vertices), jnp.float32 if not jax.config.jax_enable_x64
-                    else jnp.float64)
-  dense = dense.at[b, s_flat, jnp.where(r_ok, r_flat, 0)].add(r_ok.astype(dense.dtype))
-  return dense.reshape((batch,) + tuple(agg_shape) * 2)
+  counts = jnp.zeros((batch, n_vertices, n_vertices), jnp.int32)
+  counts = counts.at[b, s_flat, jnp.where(r_ok, r_flat, 0)].add(r_ok.astype(jnp.int32))
+  return counts.reshape((batch,) + tuple(agg_shape) * 2)
 
 
 def Aggregate(aggregate_axis=None, batch_axis: int = 0,  # pylint: disable=invalid-name

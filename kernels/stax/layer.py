@@ -357,7 +357,7 @@ def check_pattern(layer: Layer, pattern, x2):
   if p1 is None or (p2 is None and x2 is not None):
     raise ValueError("kernel_fn: pattern=(pattern1, pattern2) needs both graphs when x2 is "
                      "given (pattern2 may be None only when x2 is None).")
-  return (jnp.asarray(p1), None if p2 is None else jnp.asarray(p2))
+  return (p1, p2)  # arrays, or what the layer's to_dense reads
 
 
 @dataclasses.dataclass(frozen=True)
