@@ -20,6 +20,10 @@ d u^{l+1}(s)>. In discrete time:
              + s_{l+1}^2 lr gamma0 / P sum_{s<t} Delta(s) G^{l+1}(s,t) phi(h^l(s))
   plain: h^l = chi^l, g^l = phi'(h^l) xi^l;
   residual: h^l = h^{l-1} + chi^l, g^l = g^{l+1} + phi'(h^l) xi^l.
+These two lines are all that differs between the architectures: a `Composition`
+(`PLAIN`, `RESIDUAL`) holds them as data, and the t = 0 kernels, the sampled fields
+and the exact linear equations all read it (another architecture is another
+`Composition`, not another solver).
 The order parameters {Phi^l, G^l, A^l, B^l, Delta} are found by damped
 fixed-point iteration to a tolerance; expectations are Monte Carlo averages over
 quenched samples (the same noise every iteration, so the iteration map is
@@ -32,6 +36,7 @@ field is a linear map of the Gaussian sources, expectations are exact
 quadratic forms and responses are the coefficients on the sources (the
 algebraic matrix equations of deep linear DMFT).
 """
+import dataclasses
 import functools
 import math
 
@@ -57,6 +62,39 @@ MC_TOL_FACTOR = 0.2
 MC_FLOOR_FACTOR = 2.0
 
 
+@dataclasses.dataclass(frozen=True)
+class Composition:
+  """How a hidden layer's fields compose with its neighbours': the one part of the deep
+  field equations that differs between architectures (data, not a flag).
+
+  ``forward(prev, own)``: the preactivation h^l from h^{l-1} (None at the first layer)
+  and the layer's own field chi^l; ``backward(nxt, own)``: the gradient field g^l from
+  g^{l+1} (None at the last layer) and phi'(h^l) xi^l. Both rules are linear, so they
+  compose the t = 0 kernels (covariances of those fields) in the same way.
+  ``hidden_std(w_std, beta)``: the effective std of a hidden matrix.
+  Plain: Bordelon and Pehlevan (2022), Eq. (5); residual: Bordelon et al. (2023), Eq. (5).
+  """
+  name: str
+  skip: bool
+
+  def forward(self, prev, own):
+    return own if prev is None or not self.skip else prev + own
+
+  def backward(self, nxt, own):
+    return own if nxt is None or not self.skip else nxt + own
+
+  def hidden_std(self, w_std, beta):
+    return beta * w_std if self.skip else w_std
+
+
+PLAIN = Composition("plain", skip=False)
+RESIDUAL = Composition("residual", skip=True)
+
+
+def composition(residual: bool) -> Composition:
+  return RESIDUAL if residual else PLAIN
+
+
 def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
                     input_std=1.0, readout_std=1.0, residual=False,
                     branch_multiplier=1.0):
@@ -71,10 +109,10 @@ def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
     gradient kernels, ntk the (Q, P) NTK in units of the base learning rate.
   """
   act = act_lib.get(activation)
+  comp = composition(residual)
   p = n_train
   kx = x_all @ x_all.T / x_all.shape[1]
-  sig = _sigmas(depth, w_std, input_std, readout_std, residual,
-                branch_multiplier)
+  sig = _sigmas(depth, w_std, input_std, readout_std, comp, branch_multiplier)
   cov = input_std ** 2 * kx
   phis, dphis = [], []
   for l in range(depth):
@@ -83,18 +121,18 @@ def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
     dphis.append(dphi)
     if l + 1 < depth:
       nxt = sig[l + 1] ** 2 * phi
-      cov = cov + nxt if residual else nxt
+      cov = comp.forward(cov, nxt)
   gs = [None] * depth
   gs[-1] = readout_std ** 2 * dphis[-1][:p, :p]
   for l in range(depth - 2, -1, -1):
     term = sig[l + 1] ** 2 * dphis[l][:p, :p] * gs[l + 1]
-    gs[l] = gs[l + 1] + term if residual else term
+    gs[l] = comp.backward(gs[l + 1], term)
   # NTK on (all, train): needs G on test rows too, so recompute with Q rows.
   gq = [None] * depth
   gq[-1] = readout_std ** 2 * dphis[-1][:, :p]
   for l in range(depth - 2, -1, -1):
     term = sig[l + 1] ** 2 * dphis[l][:, :p] * gq[l + 1]
-    gq[l] = gq[l + 1] + term if residual else term
+    gq[l] = comp.backward(gq[l + 1], term)
   ntk = input_std ** 2 * kx[:, :p] * gq[0] + readout_std ** 2 * phis[-1][:, :p]
   for l in range(depth - 1):
     ntk = ntk + sig[l + 1] ** 2 * phis[l][:, :p] * gq[l + 1]
@@ -111,9 +149,9 @@ def _initial_state(x_all, p, *, act, net, arch):
   return phis, gs, net.kernel_fn(x_all, x_all[:p], "ntk")
 
 
-def _sigmas(depth, w_std, input_std, readout_std, residual, beta):
+def _sigmas(depth, w_std, input_std, readout_std, comp, beta):
   """Effective std s_l of the matrix feeding layer l (0-based), then readout."""
-  hidden = beta * w_std if residual else w_std
+  hidden = comp.hidden_std(w_std, beta)
   return [input_std] + [hidden] * (depth - 1) + [readout_std]
 
 
@@ -126,17 +164,17 @@ def _tile(k, tn):
 @functools.partial(
     jax.jit,
     static_argnames=("act", "depth", "steps", "n_train", "n_samples",
-                     "n_response", "residual", "exact_linear"))
+                     "n_response", "comp", "exact_linear"))
 def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps,
            n_train, n_samples, gamma0, lr, damping, tol, floor, max_iterations,
-           w_std, input_std, readout_std, residual, beta, exact_linear,
+           w_std, input_std, readout_std, comp, beta, exact_linear,
            n_response):
   dtype = x_all.dtype
   q, d = x_all.shape
   p = n_train
   tn = steps + 1
   big_l = depth
-  sig = _sigmas(depth, w_std, input_std, readout_std, residual, beta)
+  sig = _sigmas(depth, w_std, input_std, readout_std, comp, beta)
   kx = x_all @ x_all.T / d
   t_idx = jnp.arange(tn)
   strict = (t_idx[:, None] > t_idx[None, :]).astype(dtype)  # s < t
@@ -252,9 +290,8 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
       h_prev = hl_prev = None
       for l in range(big_l):
         chi = u_all[l, t] + jnp.einsum("qsp,spn->qn", m_h[l, t], hist_g[l])
-        h = chi if (h_prev is None or not residual) else h_prev + chi
-        hl = u_all[l, t] if (hl_prev is None or not residual) else (
-            hl_prev + u_all[l, t])
+        h = comp.forward(h_prev, chi)
+        hl = comp.forward(hl_prev, u_all[l, t])
         phi_t = act(h)
         phis_t.append(phi_t)
         dphis_t.append(act.derivative(h[:p]))
@@ -268,10 +305,8 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
         xi = r_all[l, t] + jnp.einsum("psk,skn->pn", m_z[l, t], hist_phi[l])
         if l == big_l - 1:
           xi_last = xi[0]
-        g = dphis_t[l] * xi
-        gl = act.derivative(lazy_h[l][:p]) * r_all[l, t]
-        if residual and g_next is not None:
-          g, gl = g + g_next, gl + gl_next
+        g = comp.backward(g_next, dphis_t[l] * xi)
+        gl = comp.backward(gl_next, act.derivative(lazy_h[l][:p]) * r_all[l, t])
         gs_t[l], lazy_g[l] = g, gl
         hist_g = hist_g.at[l, t].set(g)
         g_next, gl_next = g, gl
@@ -492,7 +527,7 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
                steps=steps, n_train=p, n_samples=n_samples, gamma0=gamma0,
                lr=lr, damping=damping, tol=tol, floor=floor,
                max_iterations=max_iterations, w_std=w_std, input_std=input_std,
-               readout_std=readout_std, residual=bool(residual), beta=beta,
+               readout_std=readout_std, comp=composition(residual), beta=beta,
                exact_linear=bool(exact_linear), n_response=n_response)
   out = jax.device_get(out)
   res = float(out["residual"])
