@@ -36,6 +36,13 @@ kernels that carry the spatial structure, as neural-tangents' do (Novak et al.
 
 The batch diagonal (``cov1``, ``cov2``) is always carried: every nonlinearity needs
 the variances of its inputs.
+
+Masked inputs (neural-tangents' ``mask_constant``; variable-length sequences padded
+with a constant) carry ``mask1`` ``(n1, S_1, ..., S_k)`` and ``mask2``, True at masked
+positions (``(n,)`` once the spatial axes are dropped: True where every position was
+masked). Every layer maps them to the masks of its outputs and zeroes the covariances
+between pairs with a masked member (`Kernel.remask`), as neural-tangents does
+(``Kernel.mask``, ``supports_masking``). Without masks they are None and cost nothing.
 """
 from __future__ import annotations
 
@@ -63,6 +70,8 @@ class Kernel:
   diagonal: bool = dataclasses.field(default=False, metadata=dict(static=True))
   spatial: Tuple[int, ...] = dataclasses.field(default=(), metadata=dict(static=True))
   diagonal_spatial: bool = dataclasses.field(default=False, metadata=dict(static=True))
+  mask1: Optional[jax.Array] = None
+  mask2: Optional[jax.Array] = None
 
   def replace(self, **changes: Any) -> "Kernel":
     return dataclasses.replace(self, **changes)
@@ -78,10 +87,87 @@ class Kernel:
     a, b = self.keys1, self.keys2
     return (a[:, None, 0] == b[None, :, 0]) & (a[:, None, 1] == b[None, :, 1])
 
+  def mask_products(self):
+    """``(m11, m12, m22)``: where ``cov1``, ``nngp`` and ``cov2`` pair a masked position
+    with any other (logical or of the two positions' masks, broadcastable against the
+    arrays; neural-tangents' ``Kernel._get_mask_prods``). None without masks."""
+    if self.mask1 is None:
+      return None, None, None
+    full = not self.diagonal_spatial
+    m1, m2 = self.mask1, self.mask2
+    m12 = place_mask(m1, 2, 0, full, 0) | place_mask(m2, 2, 1, full, 1 if full else 0)
+
+    def side(m):
+      return place_mask(m, 1, 0, True, 0) | place_mask(m, 1, 0, True, 1) if full else m
+    m11 = side(m1)
+    return m11, m12, m11 if self.x1_is_x2 else side(m2)
+
+  def remask(self) -> "Kernel":
+    """The kernel with every covariance that involves a masked position set to zero
+    (neural-tangents' ``Kernel.mask``); unchanged without masks."""
+    if self.mask1 is None:
+      return self
+    m11, m12, m22 = self.mask_products()
+    zero = jnp.zeros((), self.nngp.dtype)
+    ntk = self.ntk
+    if ntk is not None:
+      ntk = jnp.where(m12, zero, jnp.broadcast_to(ntk, self.nngp.shape))
+    cov1 = jnp.where(m11, zero, self.cov1)
+    return self.replace(nngp=jnp.where(m12, zero, self.nngp), ntk=ntk, cov1=cov1,
+                        cov2=cov1 if self.x1_is_x2 else jnp.where(m22, zero, self.cov2))
+
+
+def place_mask(m: jax.Array, batch_ndim: int, batch_slot: int, full: bool,
+               pos_slot: int) -> jax.Array:
+  """Reshapes a mask ``(n, *spatial)`` to broadcast against a kernel array with
+  ``batch_ndim`` batch axes (the points on axis ``batch_slot``) and, for the full
+  spatial covariance, on position ``pos_slot`` of each pair of position axes."""
+  shape = [1] * batch_ndim
+  shape[batch_slot] = m.shape[0]
+  for s in m.shape[1:]:
+    if full:
+      pair = [1, 1]
+      pair[pos_slot] = s
+      shape += pair
+    else:
+      shape.append(s)
+  return m.reshape(shape)
+
+
+def entry_mask(x: jax.Array, mask_constant) -> jax.Array:
+  """Where ``x`` equals ``mask_constant`` (NaN: where ``x`` is NaN), as neural-tangents
+  reads ``mask_constant``."""
+  c = jnp.asarray(mask_constant, x.dtype)
+  return jnp.isnan(x) if bool(jnp.isnan(c)) else x == c
+
+
+def zero_masked(x: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
+  """``x`` with its masked entries set to zero (``mask`` broadcasts against ``x``)."""
+  if mask is None:
+    return x
+  return jnp.where(mask, jnp.zeros((), x.dtype), x)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedArray:
+  """Outputs of ``apply_fn(params, x, mask_constant=c)`` and where they are masked
+  (neural-tangents' ``MaskedArray``): ``mask`` broadcasts against ``masked_value``,
+  True at masked entries, whose values carry no meaning."""
+  masked_value: Any
+  mask: Any
+
+  def unmasked(self):
+    """The values with masked entries set to zero (neural-tangents' ``unmask_fn``)."""
+    return jax.tree_util.tree_map(zero_masked, self.masked_value, self.mask)
+
+
+jax.tree_util.register_dataclass(MaskedArray, data_fields=["masked_value", "mask"],
+                                 meta_fields=[])
+
 
 jax.tree_util.register_dataclass(
     Kernel,
-    data_fields=["nngp", "ntk", "cov1", "cov2", "covs", "keys1", "keys2"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "covs", "keys1", "keys2", "mask1", "mask2"],
     meta_fields=["width", "is_gaussian", "source", "x1_is_x2", "diagonal", "spatial",
                  "diagonal_spatial"])
 
