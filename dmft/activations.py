@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from kernels import stax
-from kernels import width_check
+from kernels.stax import named
 from kernels.stax import elementwise
 
-# Gauss-Hermite points of the named activations (`kernels.width_check.NAMED_ACTIVATIONS`)
+# Gauss-Hermite points of the named activations (`kernels.stax.named.NAMED_ACTIVATIONS`)
 # without a closed form: at 25 points
 # (the stax default) tanh's NTK of a unit-variance input is off by 2.6e-4 relative, at
 # 48 it agrees with 200 points to 2e-9.
@@ -26,7 +26,7 @@ QUADRATURE_DEG = 48
 @functools.lru_cache(maxsize=None)
 def _named_layer(name: str):
   """Cached so that equal names give equal (hashable, jit-static) layers."""
-  return width_check.activation_layer(name, deg=QUADRATURE_DEG)
+  return named.activation_layer(name, deg=QUADRATURE_DEG)
 
 
 def layer(activation) -> elementwise.Elementwise:
@@ -37,8 +37,8 @@ def layer(activation) -> elementwise.Elementwise:
     return activation
   if isinstance(activation, str):
     name = activation.lower()
-    if name not in width_check.NAMED_ACTIVATIONS:
-      raise ValueError(f"activation must be one of {sorted(width_check.NAMED_ACTIVATIONS)}, "
+    if name not in named.NAMED_ACTIVATIONS:
+      raise ValueError(f"activation must be one of {sorted(named.NAMED_ACTIVATIONS)}, "
                        f"a stax activation layer or a callable; got {activation!r}.")
     return _named_layer(name)
   if isinstance(activation, stax.Layer):

@@ -50,34 +50,12 @@ import numpy as np
 from kernels import optim, predict, program, runs, slopes, stax
 from kernels import parameterization as pz
 from kernels.empirical import conditional_nngp_fn, empirical_ntk_fn
+from kernels.stax import named
 
 
-# The project's one table of named activations (`dmft.activations` reads it too): name ->
-# (stax layer factory, whether the layer computes its Gaussian kernels by quadrature and
-# takes ``deg``, the number of Gauss-Hermite points).
-NAMED_ACTIVATIONS = {
-    "relu": (stax.Relu, False),
-    "erf": (stax.Erf, False),
-    "gelu": (stax.Gelu, False),
-    "tanh": (stax.Tanh, True),
-    "abs": (stax.Abs, False),
-    "linear": (lambda: stax.ABRelu(1.0, 1.0), False),
-    "identity": (lambda: stax.ABRelu(1.0, 1.0), False),
-    "leaky_relu": (lambda: stax.LeakyRelu(0.01), False),
-    "sigmoid": (functools.partial(stax.ElementwiseNumerical, jax.nn.sigmoid), True),
-    "softplus": (functools.partial(stax.ElementwiseNumerical, jax.nn.softplus), True),
-    "sin": (functools.partial(stax.ElementwiseNumerical, jnp.sin), True),
-}
-
-
-def activation_layer(name: str, deg: int | None = None) -> stax.Layer:
-  """The stax layer of a named activation (`NAMED_ACTIVATIONS`).
-
-  ``deg``: Gauss-Hermite points of an activation without a closed form (None: the layer's
-  default); ignored for the others.
-  """
-  factory, quadrature = NAMED_ACTIVATIONS[name]
-  return factory(deg=deg) if quadrature and deg is not None else factory()
+# The named activations are `kernels.stax.named`'s table (re-exported for configs).
+NAMED_ACTIVATIONS = named.NAMED_ACTIVATIONS
+activation_layer = named.activation_layer
 
 
 # The activations the width check runs and the hidden W_std of each (He's gain for the
