@@ -37,6 +37,9 @@ from kernels import validation
 from kernels.stax.layer import ApplyFn
 
 IMPLEMENTATIONS = ("jacobian", "ntvp", "structured")
+# neural-tangents' NtkImplementation values (JACOBIAN_CONTRACTION = 1, NTK_VECTOR_PRODUCTS
+# = 2, STRUCTURED_DERIVATIVES = 3), so code written for it runs unchanged.
+NT_IMPLEMENTATIONS = {1: "jacobian", 2: "ntvp", 3: "structured"}
 Axes = Union[int, Sequence[int]]
 
 
@@ -183,7 +186,8 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     trace_axes: output axes averaged over (neural-tangents semantics).
     diagonal_axes: output axes on which only the diagonal is kept.
     vmap_axes: batch axis of the inputs to vmap the Jacobian over (``"jacobian"`` only).
-    implementation: ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (stax networks, and
+    implementation: ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (or neural-tangents'
+      integer values 1, 2, 3 of the same methods; its AUTO, 0, is refused) (stax networks, and
       a Flax module's ``apply`` made of ``nn.Dense`` and ``nn.Conv`` layers with
       ``vmap_axes=0``, which states that examples do not interact, as in neural-tangents).
     learning_rates: optional pytree like ``params`` of per-leaf learning-rate factors
@@ -191,8 +195,11 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
   """
   if not callable(f):
     raise TypeError(f"f must be callable, got {type(f).__name__}.")
+  if isinstance(implementation, int) and not isinstance(implementation, bool):
+    implementation = NT_IMPLEMENTATIONS.get(int(implementation), implementation)
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}.")
+    raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} (or neural-tangents' "
+                     f"1, 2, 3), got {implementation!r}.")
   flax_module = None
   if implementation == "structured" and not isinstance(f, ApplyFn):
     from kernels import empirical_structured_flax  # pylint: disable=g-import-not-at-top

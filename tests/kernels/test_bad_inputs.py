@@ -95,6 +95,8 @@ def test_apply_fn_inputs():
 def test_empirical_and_monte_carlo_arguments():
   with pytest.raises(ValueError, match="implementation"):
     empirical_ntk_fn(NET.apply_fn, implementation="fast")
+  with pytest.raises(ValueError, match="implementation"):  # neural-tangents' AUTO
+    empirical_ntk_fn(NET.apply_fn, implementation=0)
   with pytest.raises(ValueError, match="structured"):
     empirical_ntk_fn(lambda p, x: x, implementation="structured")
   _, params = NET.init_fn(jax.random.PRNGKey(0), (3, 4))
