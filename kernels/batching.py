@@ -69,7 +69,7 @@ def _pad_rows(a: np.ndarray, n: int) -> np.ndarray:
   return np.concatenate([a, np.repeat(a[-1:], n - a.shape[0], axis=0)])
 
 
-def _fingerprint(kernel_fn, a, b, gets, tile, dtype) -> str:
+def _fingerprint(kernel_fn, a, b, gets, tile, dtype, kwargs=None) -> str:
   h = hashlib.sha256()
   layer = getattr(kernel_fn, "layer", None)  # a stax network: its description
   name = repr(layer) if layer is not None else (
@@ -82,7 +82,34 @@ def _fingerprint(kernel_fn, a, b, gets, tile, dtype) -> str:
     h.update(str(arr.shape).encode())
     h.update(np.ascontiguousarray(arr).tobytes())
   h.update(f"{gets}{tile}{dtype}".encode())
+  for name, value in sorted((kwargs or {}).items()):  # kernel keywords: mask_constant, pattern
+    h.update(name.encode())
+    for leaf in jax.tree_util.tree_leaves(value):
+      leaf = np.asarray(leaf)
+      h.update(f"{leaf.shape}{leaf.dtype}".encode())
+      h.update(np.ascontiguousarray(leaf).tobytes())
   return h.hexdigest()
+
+
+def _tile_keywords(kwargs: dict, ra: int, ca, tile: int, same_inputs: bool) -> dict:
+  """The kernel keywords of one tile: a graph ``pattern=(pattern1, pattern2)`` (one graph
+  per point, leading axis n1 and n2) is cut to the tile's rows and columns (padded like the
+  inputs, by repeating the last point's graph); every other keyword is the same for all
+  tiles (e.g. ``mask_constant``). ``ca`` None: a diagonal tile of x2=None, whose
+  ``pattern2`` is None; off the diagonal of x2=None both sides are x1's graphs."""
+  out = dict(kwargs)
+  pattern = kwargs.get("pattern")
+  if pattern is not None:
+    if not isinstance(pattern, (tuple, list)) or len(pattern) != 2:
+      raise ValueError("pattern must be a pair (pattern1, pattern2), got "
+                       f"{type(pattern).__name__}.")
+    p1, p2 = pattern
+    if same_inputs:
+      p2 = p1
+    cut = lambda arr, start: None if arr is None else _pad_rows(
+        np.asarray(arr)[start:start + tile], tile)
+    out["pattern"] = (cut(p1, ra), None if ca is None else cut(p2, ca))
+  return out
 
 
 class _DiskState:
@@ -211,19 +238,19 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
   replicated = NamedSharding(mesh, PartitionSpec())
   folder = None if memmap_dir is None else pathlib.Path(memmap_dir)
 
-  def tile_kernels(a, b, gets, symmetric):
+  def tile_kernels(a, b, gets, symmetric, kwargs):
     """One tile: rows of ``a`` split over the mesh, ``b`` replicated."""
     xa = jax.device_put(a, rows if a.shape[0] % len(devs) == 0 else replicated)
     xb = None if symmetric else jax.device_put(b, replicated)
-    out = kernel_fn(xa, xb, gets)
+    out = kernel_fn(xa, xb, gets, **kwargs)
     vals = {g: getattr(out, g) for g in gets}
     if symmetric and len(devs) > 1:  # rows on several devices: mirror the upper triangle
       vals = {g: _mirror_upper(v) for g, v in vals.items()}
     return vals
 
   def batched(x1, x2=None, get=None, **kwargs):
-    if kwargs:
-      raise TypeError(f"batched kernel_fn got unexpected keywords {sorted(kwargs)}.")
+    """``kwargs``: ``kernel_fn``'s keywords (neural-tangents' ``mask_constant``, a graph
+    ``pattern``), given to every tile (a pattern cut to the tile's points)."""
     gets, mode = _canonical_get(get)
     a = np.asarray(validation.as_float_array(x1, "x1"))
     b = None if x2 is None else np.asarray(validation.as_float_array(x2, "x2"))
@@ -251,7 +278,7 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
 
     state = None
     if folder is not None:
-      fp = _fingerprint(kernel_fn, a, b, gets, tile, dtype)
+      fp = _fingerprint(kernel_fn, a, b, gets, tile, dtype, kwargs)
       if me == 0:
         state = _DiskState(folder, fp, gets, shape, dtype, len(pairs), create=True)
       _barrier("kernels.batch:create")
@@ -275,9 +302,11 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
       ra, ca = i * tile, j * tile
       r1, c1 = min(ra + tile, n1), min(ca + tile, n2)
       if symmetric and i == j:
-        vals = tile_kernels(ap[ra:ra + tile], None, gets, True)
+        vals = tile_kernels(ap[ra:ra + tile], None, gets, True,
+                            _tile_keywords(kwargs, ra, None, tile, symmetric))
       else:
-        vals = tile_kernels(ap[ra:ra + tile], bp[ca:ca + tile], gets, False)
+        vals = tile_kernels(ap[ra:ra + tile], bp[ca:ca + tile], gets, False,
+                            _tile_keywords(kwargs, ra, ca, tile, symmetric))
       for g in gets:
         v = vals[g]
         if state is not None:

@@ -151,3 +151,24 @@ def test_spatial_networks_tile_like_the_direct_kernel(kind):
   tiled = batch(net.kernel_fn, batch_size=2)(x, None, ("nngp", "ntk"))
   np.testing.assert_allclose(tiled.nngp, direct.nngp, rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(tiled.ntk, direct.ntk, rtol=1e-6, atol=1e-7)
+
+
+def test_graph_pattern_is_cut_to_each_tile():
+  """An Aggregate network with one graph per point: tiles of 2 (5 and 4 points: padded)
+  equal the direct kernel, x2=None and with x2 (whose graphs differ from x1's)."""
+  rng = np.random.default_rng(1)
+  net = stax.serial(stax.Dense(8), stax.Relu(), stax.Aggregate(), stax.GlobalAvgPool(),
+                    stax.Dense(1))
+  x1 = rng.standard_normal((5, 4, 3)).astype(np.float32)
+  x2 = rng.standard_normal((4, 4, 3)).astype(np.float32)
+  p1 = (rng.random((5, 4, 4)) < 0.5).astype(np.float32)
+  p2 = (rng.random((4, 4, 4)) < 0.5).astype(np.float32)
+  tiled = batch(net.kernel_fn, batch_size=2)
+  for b, pattern in ((None, (p1, None)), (x2, (p1, p2))):
+    direct = net.kernel_fn(x1, b, ("nngp", "ntk"), pattern=pattern)
+    out = tiled(x1, b, ("nngp", "ntk"), pattern=pattern)
+    np.testing.assert_allclose(out.nngp, direct.nngp, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out.ntk, direct.ntk, rtol=1e-6, atol=1e-7)
+  # The graphs matter: another pattern gives another kernel.
+  other = tiled(x1, x2, "nngp", pattern=(p1, 1.0 - p2))
+  assert np.max(np.abs(np.asarray(other) - np.asarray(direct.nngp))) > 1e-3
