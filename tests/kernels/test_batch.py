@@ -172,3 +172,34 @@ def test_graph_pattern_is_cut_to_each_tile():
   # The graphs matter: another pattern gives another kernel.
   other = tiled(x1, x2, "nngp", pattern=(p1, 1.0 - p2))
   assert np.max(np.abs(np.asarray(other) - np.asarray(direct.nngp))) > 1e-3
+
+
+def _peak_above_baseline(tmp_path, n, batch_size):
+  """Peak resident memory of one NNGP+NTK call above the process's baseline, in GB, of a
+  depth-3 ReLU MLP on n points (benchmarks/peak_memory.py in a fresh process)."""
+  spec = [["Dense", {"out_dim": 64, "W_std": 1.4, "b_std": 0.1}], ["Relu", {}]] * 3 + [
+      ["Dense", {"out_dim": 1}]]
+  (tmp_path / "spec.json").write_text(json.dumps(spec))
+  x = np.random.default_rng(0).standard_normal((n, 50)).astype(np.float32)
+  np.savez(tmp_path / f"x{n}.npz", x=x)
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peak_memory.py"),
+                        "kernels.stax", str(tmp_path / "spec.json"), str(tmp_path / f"x{n}.npz"),
+                        str(batch_size)], env=env, cwd=str(ROOT), capture_output=True, text=True,
+                       timeout=600, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])["peak_above_baseline_gb"]
+
+
+@pytest.mark.slow
+def test_batched_memory_beyond_the_output_does_not_grow_with_n(tmp_path):
+  """Tiles of 500: the peak memory beyond the two (n, n) float32 outputs stays at the tile
+  programs' fixed cost (0.102 and 0.106 GB at n = 2000 and 6000 when measured), while the
+  unbatched computation's grows with n (0.078 -> 0.197 GB) and ends above the batched one."""
+  output = lambda n: 2 * n * n * 4 / 2 ** 30
+  small, large = (_peak_above_baseline(tmp_path, n, 500) - output(n) for n in (2000, 6000))
+  unbatched = _peak_above_baseline(tmp_path, 6000, 0)
+  print(f"batched beyond output: {small:.3f} GB (n=2000), {large:.3f} GB (n=6000); "
+        f"unbatched at 6000: {unbatched - output(6000):.3f} GB beyond output")
+  assert large - small < 0.03
+  assert large + output(6000) < unbatched
