@@ -51,6 +51,7 @@ from typing import Any, Hashable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +138,8 @@ def place_mask(m: jax.Array, batch_ndim: int, batch_slot: int, full: bool,
 def entry_mask(x: jax.Array, mask_constant) -> jax.Array:
   """Where ``x`` equals ``mask_constant`` (NaN: where ``x`` is NaN), as neural-tangents
   reads ``mask_constant``."""
-  c = jnp.asarray(mask_constant, x.dtype)
-  return jnp.isnan(x) if bool(jnp.isnan(c)) else x == c
+  c = np.asarray(mask_constant, x.dtype)  # concrete, also under jit
+  return jnp.isnan(x) if np.isnan(c) else x == c
 
 
 def zero_masked(x: jax.Array, mask: Optional[jax.Array]) -> jax.Array:

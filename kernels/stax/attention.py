@@ -11,10 +11,11 @@ import numpy as np
 
 from kernels import parameterization as pz
 from kernels import validation
-from kernels.kernel import Requirements
+from kernels.kernel import Requirements, place_mask, zero_masked
 from kernels.stax.layer import Layer
 
 MECHANISMS = ("SOFTMAX", "IDENTITY", "ABS", "RELU")
+_NEG_INF = -1e20  # neural-tangents' logit of a masked key (softmax of -inf would be NaN)
 POS_EMB_TYPES = ("NONE", "SUM", "CONCAT")
 
 
@@ -185,6 +186,20 @@ class GlobalSelfAttentionLayer(Layer):
   def _apply(self, params, x, path, ctx, probes=None, record=None):
     """neural-tangents' finite attention (NTK parameterization); linear scaling ties
     queries to keys."""
+    return self._forward(params, x, path, None)
+
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, x, mask, path, ctx):
+    """Masked inputs (neural-tangents' GlobalSelfAttention; Hron et al. 2020, Sec. 3): no
+    query attends to a masked key (its logit is -1e20 for SOFTMAX, 0 for the other
+    mechanisms), masked positions get no positional embedding, and a position is masked
+    when all its channels are."""
+    mask = jnp.all(mask, axis=-1, keepdims=True)
+    return self._forward(params, zero_masked(x, mask), path, mask), mask
+
+  def _forward(self, params, x, path, mask):
     Q, K, V, O, b, pos_emb = params
     self._check_spatial(x.shape, path)
     n, spatial = x.shape[0], x.shape[1:-1]
@@ -199,6 +214,8 @@ class GlobalSelfAttentionLayer(Layer):
         L = jnp.linalg.cholesky(unz.reshape(size, size)).reshape(unz.shape)
         pe = jnp.tensordot(L, pe, (tuple(range(nd, 2 * nd)), tuple(range(1, nd + 1))))
         pe = jnp.moveaxis(pe, tuple(range(nd)), tuple(range(1, nd + 1)))
+      if mask is not None:
+        pe = zero_masked(pe, mask)
       pe = pe * self.W_pos_emb_std
       if self.pos_emb_type == "SUM":
         x_val = None if self.val_pos_emb else x
@@ -218,6 +235,9 @@ class GlobalSelfAttentionLayer(Layer):
     queries = keys if self._tied else dot(Q, flat)
     g = jnp.matmul(queries, jnp.moveaxis(keys, -1, -2))
     g = g * self._logit_scale(flat.shape[-1])
+    if mask is not None:
+      keys_masked = jnp.broadcast_to(mask, x.shape[:-1] + (1,)).reshape(1, n, 1, -1)
+      g = jnp.where(keys_masked, _NEG_INF if self.attention_mechanism == "SOFTMAX" else 0.0, g)
     g = jax.nn.softmax(g, axis=-1) if self.attention_mechanism == "SOFTMAX" else \
         _mechanism_fn(self.attention_mechanism)(g)
     heads = jnp.moveaxis(jnp.matmul(g, values), 0, -1)
@@ -242,26 +262,31 @@ class GlobalSelfAttentionLayer(Layer):
     nd = len(k.spatial)
     dtype = k.nngp.dtype
     ntk_in = None if k.ntk is None else jnp.broadcast_to(k.ntk, k.nngp.shape)
+    m11, m12, m22 = k.mask_products()
     if self.pos_emb_type != "NONE":
       r = _pos_emb_cov(k.spatial, self.pos_emb_p_norm, self.pos_emb_decay_fn, dtype)
       r11, r12 = r[None], r[None, None]
+      r22 = r11
+      if m11 is not None:  # no embedding at masked positions
+        zero = jnp.zeros((), dtype)
+        r11, r12, r22 = (jnp.where(m, zero, rr) for m, rr in ((m11, r11), (m12, r12), (m22, r22)))
       w_in, w_pe = 1.0, self.W_pos_emb_std ** 2
       if self.pos_emb_type == "CONCAT":
         c, cp = k.width, self._n_pos(k.width)
         w_in, w_pe = w_in * c / (c + cp), w_pe * cp / (c + cp)
       mix = lambda a, rr: w_in * a + w_pe * rr
     else:
-      r11 = r12 = None
+      r11 = r12 = r22 = None
       mix = lambda a, rr: a
     cov1_i = mix(k.cov1, r11)
-    cov2_i = cov1_i if k.x1_is_x2 else mix(k.cov2, r11)
+    cov2_i = cov1_i if k.x1_is_x2 else mix(k.cov2, r22)
     nngp_i = mix(k.nngp, r12)
     ntk_i = None if ntk_in is None else mix(ntk_in, r12)
     b2 = 0.0 if self.b_std is None else self.b_std ** 2
     affine = lambda a, std: std ** 2 * a + b2
     if self.linear_scaling or self._vanishing:
-      g1 = self._weights(cov1_i, nd)
-      g2 = g1 if k.x1_is_x2 else self._weights(cov2_i, nd)
+      g1 = self._weights(cov1_i, nd, k.mask1)
+      g2 = g1 if k.x1_is_x2 else self._weights(cov2_i, nd, k.mask2)
       vp = self.val_pos_emb
       cov1 = affine(_weigh(cov1_i if vp else k.cov1, g1, g1, nd, True), self.OV_std)
       cov2 = cov1 if k.x1_is_x2 else affine(_weigh(cov2_i if vp else k.cov2, g2, g2, nd, True),
@@ -293,13 +318,20 @@ class GlobalSelfAttentionLayer(Layer):
         else:
           t = dot(nngp_i, ntk_in, 2) + dot(k.nngp, ntk_i, 2)
         ntk = affine(t * nngp_i + dot12 * (ntk_i + 4 * nngp_i), std)
-    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.n_chan_out,
-                     is_gaussian=True, source=path)
+    k = k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.n_chan_out,
+                  is_gaussian=True, source=path)
+    return k if k.mask1 is None else k.remask()
 
-  def _weights(self, cov, nd):
+  def _weights(self, cov, nd, mask=None):
     """Attention weights of the infinite network: the mechanism applied to ``QK_std cov``
-    (softmax over every key position jointly)."""
-    m = jnp.zeros_like(cov) if self._vanishing else self.QK_std * cov
+    (softmax over every key position jointly). Masked keys get the logit -1e20 (SOFTMAX)
+    or 0 (the others): no query attends to them (neural-tangents; Hron et al. 2020)."""
+    m = jnp.zeros_like(cov) if self._vanishing else cov
+    if mask is not None:
+      keys = place_mask(mask, 1, 0, True, 1)
+      m = jnp.where(keys, _NEG_INF if self.attention_mechanism == "SOFTMAX" else 0.0, m)
+    if not self._vanishing:
+      m = self.QK_std * m
     if self.attention_mechanism != "SOFTMAX":
       return _mechanism_fn(self.attention_mechanism)(m)
     key_axes = tuple(2 + 2 * i for i in range(nd))

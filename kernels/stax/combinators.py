@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from kernels import parameterization as pz
 from kernels import validation
+from kernels.kernel import zero_masked
 from kernels.stax.layer import Layer
 
 
@@ -64,6 +65,17 @@ class Serial(Layer):
     for i, l in enumerate(self.layers):
       k = l._kernel(k, path + (i,), ctx)
     return k
+
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, x, mask, path, ctx):
+    if len(params) != len(self.layers):
+      raise ValueError(f"params has {len(params)} entries at {path or 'the top'}, "
+                       f"the network has {len(self.layers)} layers there.")
+    for i, (l, p) in enumerate(zip(self.layers, params)):
+      x, mask = l._apply_masked(p, x, mask, path + (i,), ctx)
+    return x, mask
 
   def _units(self, path):
     return [u for i, l in enumerate(self.layers) for u in l._units(path + (i,))]
@@ -174,6 +186,15 @@ class Parallel(Layer):
     ks = self._split(ks, "kernels")
     return [l._kernel(k, path + (i,), ctx) for i, (l, k) in enumerate(zip(self.layers, ks))]
 
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, xs, masks, path, ctx):
+    xs = self._split(xs, "inputs")
+    out = [l._apply_masked(p, x, m, path + (i,), ctx)
+           for i, (l, p, x, m) in enumerate(zip(self.layers, params, xs, masks))]
+    return [o[0] for o in out], [o[1] for o in out]
+
   def _lr(self, params, path, ctx, optimizer):
     return tuple(l._lr(p, path + (i,), ctx, optimizer)
                  for i, (l, p) in enumerate(zip(self.layers, params)))
@@ -203,6 +224,12 @@ class FanOutLayer(Layer):
 
   def _kernel(self, k, path, ctx):
     return [k] * self.num
+
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, x, mask, path, ctx):
+    return [x] * self.num, [mask] * self.num
 
 
 def FanOut(num: int) -> FanOutLayer:  # pylint: disable=invalid-name
@@ -241,6 +268,13 @@ class FanInSumLayer(Layer):
       raise ValueError(f"FanInSum needs branches of equal shape, got {[x.shape for x in xs]}.")
     return sum(xs[1:], xs[0])
 
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, xs, masks, path, ctx):
+    xs = [zero_masked(x, m) for x, m in zip(_as_list(xs, "inputs"), masks)]
+    return self._apply(params, xs, path, ctx), sum_masks(masks)
+
   def _kernel(self, ks, path, ctx):
     """Sum of independent mean-zero Gaussian branches: kernels add (Novak et al. 2020, Sec. 3)."""
     ks = _as_list(ks, "kernels")
@@ -262,8 +296,20 @@ class FanInSumLayer(Layer):
       covs = {}
       for k in ks:
         covs.update(k.covs or {})
+    mask1, mask2 = sum_masks([k.mask1 for k in ks]), sum_masks([k.mask2 for k in ks])
     return ks[0].replace(nngp=sum(k.nngp for k in ks), ntk=ntk, cov1=sum(k.cov1 for k in ks),
-                         cov2=sum(k.cov2 for k in ks), source=("sum", path), covs=covs)
+                         cov2=sum(k.cov2 for k in ks), source=("sum", path), covs=covs,
+                         mask1=mask1, mask2=mask2)
+
+
+def sum_masks(masks):
+  """The mask of a sum of branches: masked where every branch is (neural-tangents'
+  ``FanInSum``); branches without a mask are left out."""
+  out = None
+  for m in masks:
+    if m is not None:
+      out = m if out is None else out & m
+  return out
 
 
 def FanInSum() -> FanInSumLayer:  # pylint: disable=invalid-name
@@ -280,6 +326,9 @@ class IdentityLayer(Layer):
 
   def _kernel(self, k, path, ctx):
     return k
+
+  def _supports_mask(self):
+    return True
 
 
 def Identity() -> IdentityLayer:  # pylint: disable=invalid-name
@@ -349,7 +398,18 @@ class Residual(Layer):
     ntk = None if k.ntk is None else k.ntk + m2 * kb.ntk
     return k.replace(nngp=k.nngp + m2 * kb.nngp, ntk=ntk, cov1=k.cov1 + m2 * kb.cov1,
                      cov2=k.cov2 + m2 * kb.cov2, is_gaussian=k.is_gaussian,
-                     source=("residual", path), covs=kb.covs)
+                     source=("residual", path), covs=kb.covs,
+                     mask1=sum_masks([k.mask1, kb.mask1]), mask2=sum_masks([k.mask2, kb.mask2]))
+
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, x, mask, path, ctx):
+    """``x + m block(x)``, masked where both terms are (as FanInSum)."""
+    m = self.branch_multiplier(path, ctx)
+    x = zero_masked(x, mask)
+    y, mask_b = self.block._apply_masked(params[0], x, mask, path + (0,), ctx)
+    return x + m * zero_masked(y, mask_b), sum_masks([mask, mask_b])
 
   def _lr(self, params, path, ctx, optimizer):
     return (self.block._lr(params[0], path + (0,), ctx, optimizer),)
@@ -402,6 +462,19 @@ class Repeat(Layer):
       return self.layer._apply(p, h, path + (0,), ctx), None
     y, _ = jax.lax.scan(body, x, params)
     return y
+
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, x, mask, path, ctx):
+    def body(carry, p):
+      return self.layer._apply_masked(p, carry[0], carry[1], path + (0,), ctx), None
+    first = jax.tree_util.tree_map(lambda a: a[0], params)
+    x, mask = self.layer._apply_masked(first, x, mask, path + (0,), ctx)
+    if self.n > 1:
+      rest = jax.tree_util.tree_map(lambda a: a[1:], params)
+      (x, mask), _ = jax.lax.scan(body, (x, mask), rest)
+    return x, mask
 
   def _kernel(self, k, path, ctx):
     k = self.layer._kernel(k, path + (0,), ctx)  # the first copy may change the metadata

@@ -266,20 +266,61 @@ class Conv(Layer):
     cov2 = cov1 if k.x1_is_x2 else var_w * conv(k.cov2, 1) + var_b
     spatial = tuple(self._out_size(n, w, t)
                     for n, w, t in zip(k.spatial, fs, st))
+    mask1 = mask2 = None
+    if k.mask1 is not None:  # masked where the window's center is
+      axes = tuple(range(1, 1 + len(letters)))
+      mask1 = center_mask(k.mask1, axes, fs, st, self.padding)
+      mask2 = mask1 if k.x1_is_x2 else center_mask(k.mask2, axes, fs, st, self.padding)
     out_letters = [c for c in out if c not in "NC"]
     if out_letters != letters:  # the finite layer reorders spatial axes: so does the kernel
       perm = [letters.index(c) for c in out_letters]
       nngp, ntk, cov1, cov2 = (_permute_positions(m, b, perm, full) for m, b in
                                ((nngp, 2), (ntk, 2), (cov1, 1), (cov2, 1)))
+      if mask1 is not None:
+        mask1, mask2 = (_permute_positions(m, 1, perm, False) for m in (mask1, mask2))
       spatial = tuple(spatial[p] for p in perm)
-    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.out_chan,
-                     is_gaussian=True, source=path, spatial=spatial)
+    k = k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.out_chan,
+                  is_gaussian=True, source=path, spatial=spatial, mask1=mask1, mask2=mask2)
+    return k if mask1 is None else k.remask()
+
+  # Masked inputs (neural-tangents' Conv): a position is masked when all its channels
+  # are, an output where its window's center is; masked covariances are zeroed.
+  def _supports_mask(self):
+    return type(self) is Conv  # subclasses (ConvLocal, ConvTranspose) map masks otherwise
+
+  def _mask_out(self, mask, shape, path):
+    lhs, _, out = self._specs
+    mask = jnp.all(mask, axis=lhs.index("C"), keepdims=True)
+    mask = jnp.broadcast_to(mask, tuple(1 if c == "C" else n for c, n in zip(lhs, shape)))
+    letters = [c for c in lhs if c not in "NC"]
+    fs, st = self._filter_for(letters)
+    axes = [lhs.index(c) for c in letters]
+    mask = center_mask(mask, axes, fs, st, self.padding)
+    return jnp.transpose(mask, [lhs.index(c) for c in out])
 
   def _lr(self, params, path, ctx, optimizer):
     W, b = params
     fan_in = W.size // self.out_chan
     s = self.scales(fan_in, path, ctx, optimizer)
     return (s.w_lr, None if b is None else s.b_lr)
+
+
+def center_mask(mask, axes, windows, strides, padding: str, sizes=None):
+  """The output mask of a window layer: masked where the window's center input
+  position is (neural-tangents' ``_pool_mask``: the mask strided through from
+  ``(window - 1) // 2`` past the low padding; CIRCULAR pads as SAME).
+
+  ``axes``: the spatial axes of ``mask``; ``sizes``: their input sizes (default: the
+  mask's own)."""
+  pad_type = "SAME" if padding == "CIRCULAR" else padding
+  sl = [slice(None)] * mask.ndim
+  for i, (a, w, s) in enumerate(zip(axes, windows, strides)):
+    size = mask.shape[a] if sizes is None else sizes[i]
+    lo, _ = spatial_ops.pads(size, w, s, pad_type)
+    n_out = spatial_ops.out_size(size, w, s, pad_type)
+    start = -lo + (w - 1) // 2
+    sl[a] = slice(start, start + 1 + (n_out - 1) * s, s)
+  return mask[tuple(sl)]
 
 
 def _permute_positions(m, batch_ndim, perm, full):

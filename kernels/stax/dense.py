@@ -88,9 +88,18 @@ class Dense(Layer):
       ntk = (s.w_lr * s.w_mult ** 2 * fan_in) * k.nngp + var_w * k.ntk
       if self.b_std is not None:
         ntk = ntk + s.b_lr * s.b_mult ** 2
-    return k.replace(nngp=nngp, ntk=ntk, cov1=var_w * k.cov1 + var_b,
-                     cov2=var_w * k.cov2 + var_b, width=self.out_dim, is_gaussian=True,
-                     source=path)
+    k = k.replace(nngp=nngp, ntk=ntk, cov1=var_w * k.cov1 + var_b,
+                  cov2=var_w * k.cov2 + var_b, width=self.out_dim, is_gaussian=True,
+                  source=path)
+    return k if k.mask1 is None else k.remask()
+
+  # Masked inputs (neural-tangents' Dense): a position is masked when all its features
+  # are; the bias of masked positions is zeroed in the kernel.
+  def _supports_mask(self):
+    return True
+
+  def _mask_out(self, mask, shape, path):
+    return jnp.all(mask, axis=-1, keepdims=True)
 
   def _lr(self, params, path, ctx, optimizer):
     W, b = params

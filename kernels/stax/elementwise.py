@@ -67,6 +67,8 @@ class Elementwise(Layer):
     if not k.is_gaussian:
       raise ValueError(f"{self.name} has a kernel only on Gaussian pre-activations: put a Dense "
                        "layer before it (its input is the raw data or another nonlinearity).")
+    if k.mask1 is not None:
+      return self._kernel_masked(k, path, ctx)
     if k.spatial:
       return self._kernel_spatial(k)
     if k.diagonal:  # vectors only: input variances, output variances, dots, factors
@@ -95,6 +97,18 @@ class Elementwise(Layer):
       dot = None if dot is None else jnp.where(same, dot1[:, None], dot)
     ntk = None if k.ntk is None else k.ntk * dot
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+  def _supports_mask(self):
+    return True
+
+  def _kernel_masked(self, k, path, ctx):
+    """The kernel of masked inputs: the dual, then zero at every pair with a masked
+    member. neural-tangents zeroes them after most nonlinearities; this does after all,
+    so a nonlinearity with ``phi(0) != 0`` (e.g. a Polynomial with a constant term) agrees
+    with the finite network, whose next layer reads masked entries as zero."""
+    inner = k.replace(mask1=None, mask2=None)
+    out = self._kernel_spatial(inner) if k.spatial else self._kernel(inner, path, ctx)
+    return out.replace(mask1=k.mask1, mask2=k.mask2).remask()
 
   def _kernel_spatial(self, k):
     """The dual at every pair of positions: ``q11`` and ``q22`` are the variances at

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from kernels import validation
-from kernels.kernel import Requirements
+from kernels.kernel import Requirements, zero_masked
 from kernels.stax import spatial_ops
 from kernels.stax.layer import Layer
 
@@ -69,14 +69,20 @@ class LayerNormLayer(Layer):
     sp_axes = tuple(a for a in axes if a != n_sp + 1)  # 1..n_sp
     full = not k.diagonal_spatial
 
-    def mean_var(cov):
+    def mean_var(cov, mask):
       q = spatial_ops.variances(cov, n_sp, full) if n_sp else cov
+      if sp_axes and mask is not None:
+        # neural-tangents' masked mean: the sum of eps + q over all positions (masked
+        # ones hold eps) over the number of unmasked ones, at least 1.
+        count = jnp.sum(~jnp.broadcast_to(mask, q.shape), sp_axes, keepdims=True)
+        m = jnp.sum(self.eps + q, sp_axes, keepdims=True) / jnp.maximum(count, 1).astype(q.dtype)
+        return jnp.broadcast_to(m, q.shape)
       if sp_axes:
         q = jnp.broadcast_to(jnp.mean(q, sp_axes, keepdims=True), q.shape)
       return self.eps + q
 
-    m1 = mean_var(k.cov1)
-    m2 = m1 if k.x1_is_x2 else mean_var(k.cov2)
+    m1 = mean_var(k.cov1, k.mask1)
+    m2 = m1 if k.x1_is_x2 else mean_var(k.cov2, k.mask2)
     e = spatial_ops.expand
     if n_sp:
       r12 = jax.lax.rsqrt(e(m1, 2, 0, n_sp, full, 0) * e(m2, 2, 1, n_sp, full, 1))
@@ -88,7 +94,24 @@ class LayerNormLayer(Layer):
     cov1 = k.cov1 * side(m1)
     cov2 = cov1 if k.x1_is_x2 else k.cov2 * side(m2)
     ntk = None if k.ntk is None else k.ntk * r12
-    return k.replace(nngp=k.nngp * r12, ntk=ntk, cov1=cov1, cov2=cov2)
+    k = k.replace(nngp=k.nngp * r12, ntk=ntk, cov1=cov1, cov2=cov2)
+    # Masked positions stay zero (0 * rsqrt(eps^2) would be NaN for eps = 0).
+    return k if k.mask1 is None else k.remask()
+
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, x, mask, path, ctx):
+    """neural-tangents' masked LayerNorm: the mean over the unmasked entries of the axes
+    (at least 1), the variance ``sum (x - mean)^2`` over all of them divided by the same
+    count; masked entries are read as zero."""
+    axes = self._axes(x.ndim, path)
+    x = zero_masked(x, mask)
+    count = jnp.sum(~jnp.broadcast_to(mask, x.shape), axes, keepdims=True)
+    count = jnp.maximum(count, 1).astype(x.dtype)
+    mean = jnp.sum(x, axes, keepdims=True) / count
+    var = jnp.sum((x - mean) ** 2, axes, keepdims=True) / count
+    return (x - mean) / jnp.sqrt(self.eps + var), mask
 
 
 def LayerNorm(axis: Union[int, Tuple[int, ...]] = -1, eps: float = 1e-12,  # pylint: disable=invalid-name
@@ -142,6 +165,9 @@ class DropoutLayer(Layer):
     else:
       nngp, ntk = k.nngp, k.ntk
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+  def _supports_mask(self):
+    return True  # elementwise: masked (zero) covariances stay zero
 
 
 def Dropout(rate: float, mode: str = "train") -> DropoutLayer:  # pylint: disable=invalid-name

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.kernel import Requirements
+from kernels.kernel import Requirements, zero_masked
 from kernels.stax import spatial_ops
-from kernels.stax.conv import _int_tuple, check_padding
+from kernels.stax.conv import _int_tuple, center_mask, check_padding
 from kernels.stax.layer import Layer
 
 
@@ -110,8 +110,26 @@ class _Pool(Layer):
     spatial = tuple(spatial_ops.out_size(n, w, s, self.padding)
                     for n, w, s in zip(k.spatial, self.window_shape, self.strides))
     cov1 = pool(k.cov1, 1)
-    return k.replace(nngp=pool(k.nngp, 2), ntk=pool(k.ntk, 2), cov1=cov1,
-                     cov2=cov1 if k.x1_is_x2 else pool(k.cov2, 1), spatial=spatial)
+    k = k.replace(nngp=pool(k.nngp, 2), ntk=pool(k.ntk, 2), cov1=cov1,
+                  cov2=cov1 if k.x1_is_x2 else pool(k.cov2, 1), spatial=spatial)
+    if k.mask1 is None:
+      return k
+    mask = lambda m: center_mask(m, tuple(range(1, m.ndim)), self.window_shape, self.strides,
+                                 self.padding)
+    mask1 = mask(k.mask1)
+    return k.replace(mask1=mask1, mask2=mask1 if k.x1_is_x2 else mask(k.mask2)).remask()
+
+  # Masked inputs (neural-tangents' AvgPool, SumPool): masked entries enter the window
+  # sums as zeros, which are divided by the window size as unmasked ones are; an output
+  # is masked where its window's center is, and its covariances are then zeroed.
+  def _supports_mask(self):
+    return True
+
+  def _mask_out(self, mask, shape, path):
+    mask = jnp.all(mask, axis=-1, keepdims=True)
+    mask = jnp.broadcast_to(mask, tuple(shape[:-1]) + (1,))
+    return center_mask(mask, tuple(range(1, mask.ndim - 1)), self.window_shape, self.strides,
+                       self.padding)
 
 
 class AvgPoolLayer(_Pool):
@@ -179,11 +197,56 @@ class GlobalPoolLayer(Layer):
                        "channels); its input has none.")
     if k.diagonal_spatial:
       raise ValueError(f"{self.name} at {path} needs the full spatial covariance.")
+    if k.mask1 is not None:
+      return self._kernel_masked(k)
     f = lambda m, b: spatial_ops.spatial_mean(m, b, self.average)
     cov1 = f(k.cov1, 1)
     return k.replace(nngp=f(k.nngp, 2), ntk=f(k.ntk, 2), cov1=cov1,
                      cov2=cov1 if k.x1_is_x2 else f(k.cov2, 1), spatial=(),
                      diagonal_spatial=False)
+
+  def _kernel_masked(self, k):
+    """Masked inputs (neural-tangents' GlobalAvgPool): the mean over the pairs of
+    unmasked positions only (the sum over all pairs, whose masked entries are zero,
+    divided by the number of unmasked pairs, at least 1); a point is masked when all
+    its positions are. GlobalSumPool sums all pairs."""
+    m11, m12, m22 = k.mask_products()
+
+    def pool(a, m, b):
+      if a is None or a.ndim <= b:
+        return a
+      axes = tuple(range(b, a.ndim))
+      total = jnp.sum(a, axes)
+      if not self.average:
+        return total
+      count = jnp.sum(~jnp.broadcast_to(m, a.shape), axes)
+      return total / jnp.maximum(count, 1).astype(a.dtype)
+
+    cov1 = pool(k.cov1, m11, 1)
+    axes = tuple(range(1, k.mask1.ndim))
+    mask1 = jnp.all(k.mask1, axes)
+    return k.replace(nngp=pool(k.nngp, m12, 2), ntk=pool(k.ntk, m12, 2), cov1=cov1,
+                     cov2=cov1 if k.x1_is_x2 else pool(k.cov2, m22, 1), spatial=(),
+                     diagonal_spatial=False, mask1=mask1,
+                     mask2=mask1 if k.x1_is_x2 else jnp.all(k.mask2, axes))
+
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, x, mask, path, ctx):
+    """neural-tangents' masked global pooling: the mean over unmasked positions (sum of
+    the zeroed inputs over the count of unmasked ones, at least 1); masked where every
+    position is."""
+    _spatial_of(x.shape, self.name, path)
+    x = zero_masked(x, mask)
+    axes = tuple(range(1, x.ndim - 1))
+    total = jnp.sum(x, axes)
+    mask = jnp.broadcast_to(mask, x.shape[:1] + mask.shape[1:])
+    out_mask = jnp.all(mask, axes)
+    if not self.average:
+      return total, out_mask
+    count = jnp.sum(~jnp.broadcast_to(mask, x.shape), axes)
+    return total / jnp.maximum(count, 1).astype(x.dtype), out_mask
 
 
 def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> GlobalPoolLayer:  # pylint: disable=invalid-name
@@ -227,10 +290,23 @@ class FlattenLayer(Layer):
     n, full = len(k.spatial), not k.diagonal_spatial
     f = lambda m, b: spatial_ops.trace_mean(m, b, n, full)
     cov1 = f(k.cov1, 1)
-    return k.replace(nngp=f(k.nngp, 2), ntk=f(k.ntk, 2), cov1=cov1,
-                     cov2=cov1 if k.x1_is_x2 else f(k.cov2, 1), spatial=(),
-                     diagonal_spatial=False, width=k.width * math.prod(k.spatial),
-                     is_gaussian=False)
+    k = k.replace(nngp=f(k.nngp, 2), ntk=f(k.ntk, 2), cov1=cov1,
+                  cov2=cov1 if k.x1_is_x2 else f(k.cov2, 1), spatial=(),
+                  diagonal_spatial=False, width=k.width * math.prod(k.spatial),
+                  is_gaussian=False)
+    if k.mask1 is None:
+      return k
+    # Masked inputs (neural-tangents' Flatten): masked positions enter the mean as zeros;
+    # a point is masked (for the next layer) when all its positions are.
+    axes = tuple(range(1, k.mask1.ndim))
+    mask1 = jnp.all(k.mask1, axes)
+    return k.replace(mask1=mask1, mask2=mask1 if k.x1_is_x2 else jnp.all(k.mask2, axes))
+
+  def _supports_mask(self):
+    return True
+
+  def _mask_out(self, mask, shape, path):
+    return jnp.broadcast_to(mask, shape).reshape(shape[0], -1)
 
 
 def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> FlattenLayer:  # pylint: disable=invalid-name

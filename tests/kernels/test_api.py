@@ -32,7 +32,7 @@ def test_kernel_fn_keywords():
   with pytest.raises(TypeError, match="gett"):
     net.kernel_fn(X, None, gett="ntk")
   for kw in (dict(channel_axis=0), dict(batch_axis=1), dict(diagonal_spatial=True),
-             dict(mask_constant=0.0), dict(diagonal_batch=True)):
+             dict(mask_constant="0"), dict(diagonal_batch=True)):
     with pytest.raises(ValueError, match=list(kw)[0]):
       net.kernel_fn(X, None, "ntk", **kw)
   # neural-tangents' defaults mean what this project does: accepted.
