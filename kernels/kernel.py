@@ -120,9 +120,10 @@ class Kernel:
 
 def place_mask(m: jax.Array, batch_ndim: int, batch_slot: int, full: bool,
                pos_slot: int) -> jax.Array:
-  """Reshapes a mask ``(n, *spatial)`` to broadcast against a kernel array with
-  ``batch_ndim`` batch axes (the points on axis ``batch_slot``) and, for the full
-  spatial covariance, on position ``pos_slot`` of each pair of position axes."""
+  """Reshapes a mask (or any per-point array) ``(n, *spatial)`` to broadcast against a
+  kernel array with ``batch_ndim`` batch axes (the points on axis ``batch_slot``) and,
+  for the full spatial covariance, on position ``pos_slot`` of each pair of position
+  axes."""
   shape = [1] * batch_ndim
   shape[batch_slot] = m.shape[0]
   for s in m.shape[1:]:

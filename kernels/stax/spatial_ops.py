@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels.kernel import place_mask
+
 PADDINGS = ("VALID", "SAME", "CIRCULAR")
 
 
@@ -154,17 +156,10 @@ def expand(q: jax.Array, batch_ndim: int, batch_slot: int, n_spatial: int, full:
 
   ``batch_slot``: which of the ``batch_ndim`` batch axes holds the points;
   ``pos_slot``: which of the two position axes of each pair (full covariance).
+  The same placement as a mask's (`kernels.kernel.place_mask`).
   """
-  shape = [1] * batch_ndim
-  shape[batch_slot] = q.shape[0]
-  for s in q.shape[1:]:
-    if full:
-      pair = [1, 1]
-      pair[pos_slot] = s
-      shape += pair
-    else:
-      shape.append(s)
-  return q.reshape(shape)
+  del n_spatial  # read from q's shape
+  return place_mask(q, batch_ndim, batch_slot, full, pos_slot)
 
 
 def scale_diagonal(x: Optional[jax.Array], batch_ndim: int, n_spatial: int, full: bool,
