@@ -159,9 +159,14 @@ def measure(net: stax.Layer, x, y, x_test, keys, lr: float, steps: int):
   }
 
 
-def learning_rate(x, depth, activation, fraction, architecture="mlp"):
-  """fraction / lambda_max(Theta/P) of the infinite-width NTK (ntk parameterization)."""
-  k = build(8, depth, activation, "ntk", architecture).kernel_fn(x, None, "ntk")
+def learning_rate(x, depth, activation, fraction, architecture="mlp", parameterization="ntk"):
+  """fraction / lambda_max(Theta/P) of the series' own infinite-width NTK (Lee et al. 2019,
+  eq. 9: gradient descent on the linearised network is stable below 2 / lambda_max).
+
+  Each series takes the rate from its own kernel: the MLP's kernel is the same under ntk
+  and mup, but the CNN's mup kernel is 3x larger, and the ntk rate would put its
+  linearised prediction beyond the stability edge."""
+  k = build(8, depth, activation, parameterization, architecture).kernel_fn(x, None, "ntk")
   lam = float(jnp.linalg.eigvalsh(k / x.shape[0])[-1])
   return fraction / lam
 
@@ -180,16 +185,21 @@ def run_experiment(out: str, widths: Sequence[int], parameterizations: Sequence[
   runs.check_resumable(out, config, EXTENDABLE)
   rd = runs.RunDir(out)
   rd.start(config, jax_version=jax.__version__, backend=jax.default_backend())
-  done = rd.done()
+  recorded = {r["key"]: r.get("lr") for r in rd.records() if "key" in r}
   lrs = {}
   for arch, arch_widths in (("mlp", widths), ("cnn", cnn_widths)):
-    todo = [(p, w) for p in parameterizations for w in arch_widths
-            if f"{series(arch, p)}/{w}" not in done]
     if not arch_widths:
       continue
     x, y, x_test, _ = load_data(dataset, n_points, seed, n_test=n_points, images=arch == "cnn")
-    lrs[arch] = lr = learning_rate(x, depth, activation, lr_fraction, arch)
+    for p in parameterizations:
+      lrs[series(arch, p)] = learning_rate(x, depth, activation, lr_fraction, arch, p)
+    # A record is reused only if it was trained at this series' rate (folders written when
+    # every series took the ntk kernel's rate are recomputed where the rates differ).
+    todo = [(p, w) for p in parameterizations for w in arch_widths
+            if not np.isclose(recorded.get(f"{series(arch, p)}/{w}", np.nan),
+                              lrs[series(arch, p)], rtol=1e-6)]
     for p, w in tqdm(todo, desc=f"{arch} widths", disable=not progress):
+      lr = lrs[series(arch, p)]
       t0 = time.time()
       keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), w), seeds)
       m = measure(build(w, depth, activation, pz.get(p), arch), x, y, x_test, keys, lr, steps)

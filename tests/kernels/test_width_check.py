@@ -125,3 +125,14 @@ def test_run_files_are_readable_as_the_umask_allows(tmp_path):
     os.umask(old)
   for name in ("config.json", "x.txt"):
     assert stat.S_IMODE(os.stat(tmp_path / "r" / name).st_mode) == 0o644
+
+
+def test_each_series_takes_its_rate_from_its_own_kernel():
+  """The MLP's NTK is the same under ntk and mup, so is its rate; the CNN's mup NTK is
+  larger, so its rate is smaller and its linearised prediction stays stable (with the ntk
+  rate it diverged and the distance to it was exactly 1 at every width)."""
+  x, _, _, _ = width_check.load_data("digits", 16, 0, n_test=16)
+  xi, _, _, _ = width_check.load_data("digits", 16, 0, n_test=16, images=True)
+  rate = lambda xx, arch, p: width_check.learning_rate(xx, 2, "relu", 1.0, arch, p)
+  assert rate(x, "mlp", "mup") == pytest.approx(rate(x, "mlp", "ntk"), rel=1e-6)
+  assert rate(xi, "cnn", "mup") < 0.5 * rate(xi, "cnn", "ntk")
