@@ -12,7 +12,7 @@ def get_config():
   c.depth = 2  # hidden layers
   c.activation = "relu"  # relu | erf | gelu | tanh
   c.steps = 50  # gradient-descent steps
-  c.lr_fraction = 1.0  # learning rate in units of 1/lambda_max(NTK/P); 2 is the stability edge
+  c.lr_fraction = 1.0  # rate in units of 1/lambda_max(NTK/P) of each series' own NTK; 2: stability edge
   c.dataset = "digits"  # digits | synthetic
   c.seed = 0  # PRNG seed
   return c
