@@ -385,31 +385,33 @@ def fixture_inputs():
   return x1, x2
 
 
+def kernel_cases(name, spec, x1, x2, kwargs=None):
+  """The two fixture cases of one network (x2=None, then x2): its float64 NNGP and NTK as
+  neural-tangents computes them; ``kwargs`` (kernel keywords, recorded when given)."""
+  _, _, kernel_fn = build(spec)
+  cases = []
+  for with_x2 in (False, True):
+    k = kernel_fn(jnp.asarray(x1), jnp.asarray(x2) if with_x2 else None, ("nngp", "ntk"),
+                  **(kwargs or {}))
+    nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
+    case = dict(name=f"{name}_{'x2' if with_x2 else 'x2none'}", layers=spec, x1=x1.tolist(),
+                x2=x2.tolist() if with_x2 else None)
+    if kwargs is not None:
+      case["kwargs"] = kwargs
+    case.update(nngp=_jsonable(nngp), ntk=_jsonable(ntk),
+                finite=bool(np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))))
+    cases.append(case)
+  return cases
+
+
 def make_fixture():
   jax.config.update("jax_enable_x64", True)
   x1, x2 = fixture_inputs()
   cases = []
   for name, spec in fixture_architectures().items():
-    _, _, kernel_fn = build(spec)
-    for with_x2 in (False, True):
-      k = kernel_fn(jnp.asarray(x1), jnp.asarray(x2) if with_x2 else None, ("nngp", "ntk"))
-      nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
-      cases.append(dict(
-          name=f"{name}_{'x2' if with_x2 else 'x2none'}", layers=spec, x1=x1.tolist(),
-          x2=x2.tolist() if with_x2 else None, nngp=_jsonable(nngp), ntk=_jsonable(ntk),
-          finite=bool(np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk)))))
+    cases += kernel_cases(name, spec, x1, x2)
   for name, (spec, kind, kwargs) in spatial_architectures().items():
-    _, _, kernel_fn = build(spec)
-    s1, s2 = spatial_inputs(kind)
-    for with_x2 in (False, True):
-      k = kernel_fn(jnp.asarray(s1), jnp.asarray(s2) if with_x2 else None, ("nngp", "ntk"),
-                    **kwargs)
-      nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
-      cases.append(dict(
-          name=f"{name}_{'x2' if with_x2 else 'x2none'}", layers=spec, x1=s1.tolist(),
-          x2=s2.tolist() if with_x2 else None, kwargs=kwargs, nngp=_jsonable(nngp),
-          ntk=_jsonable(ntk),
-          finite=bool(np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk)))))
+    cases += kernel_cases(name, spec, *spatial_inputs(kind), kwargs)
   return dict(
       description="neural-tangents 0.6.5 float64 NNGP/NTK of fully-connected, convolutional "
                   "and other networks (pooling, normalisation, dropout, fan-in, repeat); "

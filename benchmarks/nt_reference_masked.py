@@ -13,11 +13,10 @@ not masked) through convolutions (paddings, strides), pooling, Flatten, attentio
 LayerNorm, each with x2=None and with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
 """
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import nt_reference  # noqa: E402  (its builder, JSON encoding and command line, beside this script)
-from nt_reference import _jsonable, build, conv, dense, versions
+from nt_reference import conv, dense, versions
 
 SEED = 20240613
 MASK = 7.5  # an atypical value, exactly representable: neural-tangents compares with ==
@@ -106,17 +105,7 @@ def make_fixture():
   cases = []
   kwargs = dict(mask_constant=MASK)
   for name, (spec, kind) in architectures().items():
-    _, _, kernel_fn = build(spec)
-    s1, s2 = inputs(kind)
-    for with_x2 in (False, True):
-      k = kernel_fn(jnp.asarray(s1), jnp.asarray(s2) if with_x2 else None, ("nngp", "ntk"),
-                    **kwargs)
-      nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
-      cases.append(dict(
-          name=f"{name}_{'x2' if with_x2 else 'x2none'}", layers=spec, x1=s1.tolist(),
-          x2=s2.tolist() if with_x2 else None, kwargs=kwargs, nngp=_jsonable(nngp),
-          ntk=_jsonable(ntk),
-          finite=bool(np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk)))))
+    cases += nt_reference.kernel_cases(name, spec, *inputs(kind), kwargs)
   return dict(
       description="neural-tangents 0.6.5 float64 NNGP/NTK of masked inputs (mask_constant): "
                   "padded sequences and images with masked pixels through convolutions, "
