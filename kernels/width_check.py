@@ -53,9 +53,6 @@ from kernels.empirical import conditional_nngp_fn, empirical_ntk_fn
 from kernels.stax import named
 
 
-# The named activations are `kernels.stax.named`'s table (re-exported for configs).
-NAMED_ACTIVATIONS = named.NAMED_ACTIVATIONS
-activation_layer = named.activation_layer
 
 
 # The activations the width check runs and the hidden W_std of each (He's gain for the
@@ -92,7 +89,7 @@ def build(width: int, depth: int, activation: str, parameterization,
   """The MLP, or the CNN (``depth`` 3x3 SAME convolutions of ``width`` channels, global
   average pooling, dense readout), under ``parameterization``."""
   w_std = ACTIVATIONS[activation]
-  act = functools.partial(activation_layer, activation)
+  act = functools.partial(named.activation_layer, activation)
   if architecture == "mlp":
     return stax.mlp([width] * depth, act(), 1, parameterization=parameterization, W_std=w_std,
                     readout_W_std=1.0)

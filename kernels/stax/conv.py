@@ -184,14 +184,19 @@ class Conv(Layer):
     it.update(I=in_channels, O=self.out_chan)
     return tuple(it[c] for c in rhs)
 
+  def _param_shapes(self, in_shape, out_shape, c_in):
+    """(W shape, b shape): one filter and one bias per output channel, shared by positions."""
+    return self._w_shape(c_in), (self.out_chan,)
+
   def _init(self, key, shape, path, ctx, sampler, dtype):
     shape = tuple(shape)
     out = self._out_shape(shape)
     c_in = shape[self._specs[0].index("C")]
     s = self.scales(self.fan_in(c_in), path, ctx)
     kw, kb = jax.random.split(key)
-    W = sampler(kw, path, "W", self._w_shape(c_in), s.w_init, dtype)
-    b = None if self.b_std is None else sampler(kb, path, "b", (self.out_chan,), s.b_init, dtype)
+    w_shape, b_shape = self._param_shapes(shape, out, c_in)
+    W = sampler(kw, path, "W", w_shape, s.w_init, dtype)
+    b = None if self.b_std is None else sampler(kb, path, "b", b_shape, s.b_init, dtype)
     return out, (W, b)
 
   def _check_input(self, x, c_in, path):

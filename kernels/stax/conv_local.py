@@ -49,16 +49,9 @@ class ConvLocal(Conv):
     out = self._specs[2]
     return tuple(1 if c == "N" else out_shape[i] for i, c in enumerate(out))
 
-  def _init(self, key, shape, path, ctx, sampler, dtype):
-    shape = tuple(shape)
-    out = self._out_shape(shape)
-    c_in = shape[self._specs[0].index("C")]
-    s = self.scales(self.fan_in(c_in), path, ctx)
-    kw, kb = jax.random.split(key)
-    W = sampler(kw, path, "W", self._w_shape_local(shape, out), s.w_init, dtype)
-    b = None if self.b_std is None else sampler(kb, path, "b", self._b_shape(out), s.b_init,
-                                                dtype)
-    return out, (W, b)
+  def _param_shapes(self, in_shape, out_shape, c_in):
+    """(W shape, b shape): a filter per output position; a bias per output entry."""
+    return self._w_shape_local(in_shape, out_shape), self._b_shape(out_shape)
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
     W, b = params
