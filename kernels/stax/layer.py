@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import validation
+from kernels.stax import symmetric_tiles
 from kernels.kernel import (Kernel, MaskedArray, Requirements, entry_mask, gram_blocks,
                             input_kernel, spatial_input_kernel, zero_masked)
 
@@ -574,6 +575,17 @@ def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, cov
 
 
 _segment_jit = jax.jit(_segment, static_argnums=(0, 1, 2, 3))
+
+
+def _tile_segment(layer: Layer, start: int, stop: int, need_ntk: bool, size: int, xp, covs_p,
+                  r0, c0, k):
+  """`_segment` on one tile of a symmetric kernel (see `symmetric_tiles`): rows ``r0`` and
+  columns ``c0`` of the padded inputs, cut inside the program (one compile for all tiles)."""
+  xa, xb, covs = symmetric_tiles.tile_inputs(xp, covs_p, r0, c0, size)
+  return _segment(layer, start, stop, need_ntk, xa, xb, k, covs, None)
+
+
+_tile_segment_jit = jax.jit(_tile_segment, static_argnums=(0, 1, 2, 3, 4))
 _gram_blocks_jit = jax.jit(gram_blocks)
 _transposes_jit = jax.jit(lambda blocks: tuple(b.T for b in blocks))
 
@@ -600,10 +612,20 @@ def check_range(finite, dtype, where: str) -> None:
 def kernel(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
   """Variances first, op by op (O(n L) work, nothing to compile), then the (n1, n2)
   pass, which reads them as inputs (see kernels.kernel), compiled in programs of at
-  most `NONLINEAR_PER_PROGRAM` nonlinearities."""
+  most `NONLINEAR_PER_PROGRAM` nonlinearities; for a large batch with itself, on the
+  tiles on and above the diagonal only (`symmetric_tiles`)."""
   covs, cov1, cov2 = diagonal_pass(layer, x1, x2)
   if not is_static(layer):  # traced hyperparameters: one traced program, no cache
     k = matrix_pass(layer, x1, x2, need_ntk, covs)
+  elif symmetric_tiles.applies(x1, x2) and _symmetric_by_construction(layer):
+    # x2=None, n >= 2000, every dual symmetric in its arguments: the upper tiles only
+    def run_tile(xp, covs_p, r0, c0, size):
+      k = None
+      for start, stop in _plan(layer)[1]:
+        k, finite = _tile_segment_jit(layer, start, stop, need_ntk, size, xp, covs_p, r0, c0, k)
+      return k, finite
+    k, finite = symmetric_tiles.symmetric_kernel(run_tile, x1, covs, cov1)
+    check_range(finite & all_finite(cov1, cov2), x1.dtype, "kernel_fn")
   else:
     grams = None
     if x2 is None and x1.shape[0] > 1:  # own programs: transposes are passes, not strided reads

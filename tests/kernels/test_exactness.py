@@ -135,3 +135,55 @@ def test_float32_agrees_with_float64_at_depth_30(name):
     for a, b in ((k32.nngp, k64.nngp), (k32.ntk, k64.ntk)):
       a, b = np.asarray(a, np.float64), np.asarray(b)
       assert np.max(np.abs(a - b)) / np.max(np.abs(b)) < 2e-5, (name, W_std)
+
+
+@pytest.mark.parametrize("case", ["erf_float64", "relu_float32_deep", "gelu_nngp_only"])
+def test_symmetric_tiles_give_the_untiled_kernel(case, monkeypatch):
+  # x2=None kernels of n >= 2 TILE points come from the tiles on and above the diagonal
+  # (kernels.stax.symmetric_tiles). Shrunk so that 23 points make 3 x 3 tiles of 8 (the
+  # last padded): the same values as one program, exactly symmetric, the exact diagonal.
+  from kernels.stax import symmetric_tiles  # pylint: disable=g-import-not-at-top
+  x = np.random.RandomState(0).randn(23, 6)
+  x[17] = x[3]  # one input twice, in different tiles
+  get, dtype, tol = ("nngp", "ntk"), np.float64, 1e-13
+  if case == "erf_float64":
+    net = deep(stax.Erf, 3, W_std=1.5, b_std=0.05)
+  elif case == "relu_float32_deep":  # three programs per tile (NONLINEAR_PER_PROGRAM)
+    net = deep(stax.Relu, 2 * layer_lib.NONLINEAR_PER_PROGRAM + 3, W_std=1.4, b_std=0.1)
+    dtype, tol = np.float32, 2e-6
+  else:
+    net = deep(stax.Gelu, 2, W_std=1.3, b_std=0.1)
+    get = ("nngp",)
+  with jax.enable_x64(dtype == np.float64):
+    xs = jnp.asarray(x, dtype)
+    whole = net.kernel_fn(xs, None, get)
+    monkeypatch.setattr(symmetric_tiles, "TILE", 8)
+    monkeypatch.setattr(symmetric_tiles, "MIN_POINTS", 16)
+    assert symmetric_tiles.layout(23) == (3, 8)
+    calls, run = [], symmetric_tiles.symmetric_kernel
+    monkeypatch.setattr(symmetric_tiles, "symmetric_kernel",
+                        lambda *a: calls.append(1) or run(*a))
+    tiled = net.kernel_fn(xs, None, get)
+    assert calls == [1]
+  for g, a, b in zip(get, whole, tiled):
+    a, b = np.asarray(a), np.asarray(b)
+    assert b.shape == (23, 23) and b.dtype == dtype
+    np.testing.assert_array_equal(b, b.T)
+    np.testing.assert_allclose(b, a, rtol=tol, atol=tol * np.abs(a).max(), err_msg=g)
+    assert b[3, 17] == b[3, 3] == b[17, 17]
+
+
+def test_networks_with_a_quadrature_are_not_tiled(monkeypatch):
+  # A quadrature's dual treats its two arguments apart; such x2=None kernels are the
+  # symmetrised whole matrix, which tiles (one orientation per pair) would not reproduce.
+  from kernels.stax import symmetric_tiles  # pylint: disable=g-import-not-at-top
+  net = deep(lambda: stax.ElementwiseNumerical(jnp.tanh, deg=12), 2, W_std=1.3, b_std=0.1)
+  x = np.random.RandomState(0).randn(23, 6).astype(np.float32)
+  whole = np.asarray(net.kernel_fn(x, None, "nngp"))
+  monkeypatch.setattr(symmetric_tiles, "TILE", 8)
+  monkeypatch.setattr(symmetric_tiles, "MIN_POINTS", 16)
+  calls = []
+  monkeypatch.setattr(symmetric_tiles, "symmetric_kernel",
+                      lambda *a: calls.append(a) or pytest.fail("tiled"))
+  np.testing.assert_array_equal(np.asarray(net.kernel_fn(x, None, "nngp")), whole)
+  assert not calls
