@@ -582,7 +582,11 @@ def _tile_segment(layer: Layer, start: int, stop: int, need_ntk: bool, size: int
   """`_segment` on one tile of a symmetric kernel (see `symmetric_tiles`): rows ``r0`` and
   columns ``c0`` of the padded inputs, cut inside the program (one compile for all tiles)."""
   xa, xb, covs = symmetric_tiles.tile_inputs(xp, covs_p, r0, c0, size)
-  return _segment(layer, start, stop, need_ntk, xa, xb, k, covs, None)
+  k, finite = _segment(layer, start, stop, need_ntk, xa, xb, k, covs, None)
+  if finite is not None:  # the whole kernel is positive semi-definite: its diagonal decides
+    diag = all_finite(jnp.diagonal(k.nngp), None if k.ntk is None else jnp.diagonal(k.ntk))
+    finite = jnp.where(r0 == c0, diag, True)
+  return k, finite
 
 
 _tile_segment_jit = jax.jit(_tile_segment, static_argnums=(0, 1, 2, 3, 4))

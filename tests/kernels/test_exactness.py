@@ -173,6 +173,17 @@ def test_symmetric_tiles_give_the_untiled_kernel(case, monkeypatch):
     assert b[3, 17] == b[3, 3] == b[17, 17]
 
 
+def test_symmetric_tiles_raise_on_overflow(monkeypatch):
+  # Tiles check only the diagonal of the diagonal tiles (the kernel is positive
+  # semi-definite): overflow must still raise, not return inf.
+  from kernels.stax import symmetric_tiles  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(symmetric_tiles, "TILE", 8)
+  monkeypatch.setattr(symmetric_tiles, "MIN_POINTS", 16)
+  x = np.random.RandomState(0).randn(20, 5).astype(np.float32)
+  with pytest.raises(FloatingPointError, match="float32"):
+    deep(stax.Relu, 24, W_std=10.0, b_std=0.0).kernel_fn(x, None, "ntk")
+
+
 def test_networks_with_a_quadrature_are_not_tiled(monkeypatch):
   # A quadrature's dual treats its two arguments apart; such x2=None kernels are the
   # symmetrised whole matrix, which tiles (one orientation per pair) would not reproduce.
