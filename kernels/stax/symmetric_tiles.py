@@ -52,10 +52,12 @@ def layout(n: int):
 
 @functools.partial(jax.jit, static_argnums=(1,))
 def _pad(tree, rows: int):
-  """Every per-point array of ``tree`` (axis 0 of length n) with its last row repeated up
+  """Every per-point array of ``tree`` (axis 0 of length n, that of ``tree[0]``) with its last row repeated up
   to ``rows`` (a real input repeated: finite, in range; cropped from the result)."""
+  n = tree[0].shape[0]
+
   def pad(v):
-    if getattr(v, "ndim", 0) == 0 or v.shape[0] == rows:
+    if getattr(v, "ndim", 0) == 0 or v.shape[0] != n or n == rows:
       return v
     return jnp.concatenate([v, jnp.repeat(v[-1:], rows - v.shape[0], axis=0)])
   return jax.tree.map(pad, tree)
