@@ -81,8 +81,8 @@ def test_gram_and_jacobian_orders_agree(mode, same):
     P2, G2 = (P1, G1) if same else (rng.normal(size=(3, 6, 5)), rng.normal(size=(3, 3, 6, 2)))
     n2 = P2.shape[0]
     # Direct sum: Theta = cw sum_{s,t} (P1_s . P2_t)(G1_as . G2_bt) + cb (sum_s G1_as).(sum_t G2_bt)
-    direct = (0.7 * np.einsum("isf,jtf,aiso,bjto->aibj", P1, P2, G1, G2)
-              + 0.2 * np.einsum("aiso,bjto->aibj", G1, G2))
+    direct = (0.7 * np.einsum("isf,jtf,aiso,bjto->iajb", P1, P2, G1, G2)
+              + 0.2 * np.einsum("aiso,bjto->iajb", G1, G2))
     k = G1.shape[0]
 
     @jax.jit
@@ -94,23 +94,25 @@ def test_gram_and_jacobian_orders_agree(mode, same):
         if mode == "full":
           got[order] = empirical_structured._full(terms, k, 4, n2, same) + rest
         else:
-          spec = "aim,ajm->aij" if mode == "diag" else "aim,ajm->ij"
-          got[order] = rest + sum(jnp.einsum(spec, a1, a2) * x for a1, a2, x in terms)
+          spec = "iam,jam->ija" if mode == "diag" else "iam,jam->ij"
+          got[order] = rest + sum(jnp.einsum(spec, a1, a2) * (x[..., None] if jnp.ndim(x) and
+                                                              mode == "diag" else x)
+                                  for a1, a2, x in terms)
       return got
 
     got = both_orders(P1, P2, G1, G2)
-    want = {"full": direct, "diag": np.einsum("aiaj->aij", direct),
-            "trace": np.einsum("aiaj->ij", direct)}[mode]
+    want = {"full": direct, "diag": np.einsum("iaja->ija", direct),
+            "trace": np.einsum("iaja->ij", direct)}[mode]
     for order, value in got.items():
       np.testing.assert_allclose(value, want, rtol=1e-11, err_msg=order)
 
 
 @pytest.mark.parametrize("k,n", [(10, 30), (1, 600)])
 def test_symmetric_blocks_equal_the_full_product(k, n):
-  """x2 = x1: the blocks above the diagonal, mirrored, are the whole (k n, k n) matrix."""
+  """x2 = x1: the blocks above the diagonal, mirrored, are the whole (n k, n k) matrix."""
   rng = np.random.default_rng(4)
-  A = rng.normal(size=(k, n, 7)).astype(np.float32)
-  B = rng.normal(size=(k, n, 3)).astype(np.float32)
+  A = rng.normal(size=(n, k, 7)).astype(np.float32)
+  B = rng.normal(size=(n, k, 3)).astype(np.float32)
   X = rng.normal(size=(n, n)).astype(np.float32)
   X = X @ X.T
   terms = [(A, A, X), (B, B, 0.5)]
