@@ -312,29 +312,36 @@ def _full(terms, k, n1, n2, same):
   return total
 
 
-# x2 = x1 uses the blocks on and above the diagonal from this many rows (n k) on, in
-# blocks of about BLOCK_ROWS rows; below it one whole product is faster (measured on CPU:
-# a (320, 36864) Gram in five blocks took 1.1x the time of the whole product).
+# x2 = x1 uses the blocks on and above the diagonal from this many rows (n k) on; below
+# it one whole product is faster (measured on CPU: a (320, 36864) Gram in five blocks
+# took 1.1x the time of the whole product).
 SYMMETRIC_MIN_ROWS = 512
-BLOCK_ROWS = 128
 
 
 def _full_symmetric(terms, k, n):
   """As `_full` for x2 = x1: only the blocks on and above the diagonal of the symmetric
-  (n k, n k) matrix are computed, then mirrored. Blocks are ranges of examples (all k
-  outputs of each), so each block's factor ``X`` is a slice of it."""
-  per = max(1, -(-BLOCK_ROWS // k))
-  spans = [(e, min(e + per, n)) for e in range(0, n, per)]
-  r = len(spans)
+  (k n, k n) matrix are computed, then mirrored. Blocks are groups of outputs (or, for
+  one output, ranges of examples), so each block's factor ``X`` is a slice of it."""
+  if k > 1:
+    ka = next(d for d in range(1, k + 1) if k % d == 0 and (d * n >= 64 or d == k))
+    r, size = k // ka, ka * n
+  else:
+    r = max(1, min(4, n // 256))
+    size = -(-n // r)
+  spans = [(g * size, min((g + 1) * size, k * n)) for g in range(r)]
   acc = {}
   for A1, _, X in terms:
+    A = jnp.transpose(A1, (1, 0, 2)).reshape(k * n, -1)  # output-major rows (a, i)
     for g in range(r):
       for h in range(g, r):
         (a0, a1), (b0, b1) = spans[g], spans[h]
-        A, B = A1[a0:a1].reshape((a1 - a0) * k, -1), A1[b0:b1].reshape((b1 - b0) * k, -1)
-        blk = (A @ B.T).reshape(a1 - a0, k, b1 - b0, k)
-        blk = blk * (X[a0:a1, None, b0:b1, None] if jnp.ndim(X) else X)
+        blk = A[a0:a1] @ A[b0:b1].T
+        if jnp.ndim(X) and k > 1:
+          blk = (blk.reshape(ka, n, ka, n) * X[None, :, None, :]).reshape(size, size)
+        elif jnp.ndim(X):
+          blk = blk * X[a0:a1, b0:b1]
+        else:
+          blk = blk * X
         acc[(g, h)] = acc[(g, h)] + blk if (g, h) in acc else blk
-  rows = [jnp.concatenate([acc[(g, h)] if g <= h else jnp.transpose(acc[(h, g)], (2, 3, 0, 1))
-                           for h in range(r)], axis=2) for g in range(r)]
-  return jnp.concatenate(rows, axis=0)
+  grid = [[acc[(g, h)] if g <= h else acc[(h, g)].T for h in range(r)] for g in range(r)]
+  return jnp.transpose(jnp.block(grid).reshape(k, n, k, n), (1, 0, 3, 2))
