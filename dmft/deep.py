@@ -46,6 +46,7 @@ import numpy as np
 
 from dmft import activations as act_lib
 from dmft import core
+from dmft import fast_compile
 from dmft import gaussian
 from dmft import lazy
 from dmft import network
@@ -139,7 +140,7 @@ def initial_kernels(activation, x_all, n_train, depth, *, w_std=1.0,
   return phis, gs, ntk
 
 
-@functools.partial(jax.jit, static_argnames=("p", "act", "net", "arch"))
+@functools.partial(fast_compile.jit, static_argnames=("p", "act", "net", "arch"))
 def _initial_state(x_all, p, *, act, net, arch):
   """t=0 feature and gradient kernels and the network's NTK, as one compiled program."""
   phis, gs, _ = initial_kernels(

@@ -26,6 +26,7 @@ import numpy as np
 
 from dmft import activations as act_lib
 from dmft import core
+from dmft import fast_compile
 from dmft import lazy
 from dmft import network
 from dmft import results
@@ -47,7 +48,7 @@ def initial_kernels(activation, x_all, w_std=1.0, readout_std=1.0):
   return phi0, readout_std ** 2 * dphi0
 
 
-@functools.partial(jax.jit, static_argnames=("act", "net"))
+@functools.partial(fast_compile.jit, static_argnames=("act", "net"))
 def _initial_kernels(x_all, w_std, readout_std, *, act, net):
   """Exact t=0 kernels and the network's NTK (its kernel_fn), as one compiled program.
 
@@ -59,7 +60,7 @@ def _initial_kernels(x_all, w_std, readout_std, *, act, net):
 
 
 @functools.partial(
-    jax.jit,
+    fast_compile.jit,
     static_argnames=("act", "steps", "n_train", "t_index", "march"))
 def _solve(x_all, y, ntk0_exact, a_half, w_half, *, act, gamma0, lr, steps,
            n_train, damping, tol, max_iterations, w_std, readout_std, t_index,
