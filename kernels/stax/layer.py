@@ -484,14 +484,7 @@ def symmetrize(a: jax.Array) -> jax.Array:
 
 
 def _fused(k: Kernel) -> Kernel:
-  """The kernel with its NNGP and NTK computed by one loop (see `one_loop`); the NNGP
-  alone, too (otherwise XLA:CPU materialises every layer's square roots: 6 (n1, n2)
-  loops instead of 1 for a depth-5 Erf network, and get="nngp" took about twice as
-  long as both kernels)."""
-  if k.ntk is None and k.nngp.ndim == 2:  # the same reduction, one operand
-    zero = jnp.zeros((), k.nngp.dtype)
-    stacked = jnp.stack([k.nngp, jnp.zeros_like(k.nngp)])
-    return k.replace(nngp=jax.lax.reduce(stacked, zero, jax.lax.add, (0,)))
+  """The kernel with its NNGP and NTK computed by one loop (see `one_loop`)."""
   if k.ntk is None or k.ntk.shape != k.nngp.shape or k.ntk.dtype != k.nngp.dtype:
     return k
   nngp, ntk = one_loop(k.nngp, k.ntk)
@@ -564,11 +557,17 @@ def _with_covs(k, covs):
 
 def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, covs, grams):
   """Steps ``start:stop`` of the network; the first builds the input kernel (from
-  ``grams`` if given), the last the output and whether all its entries are finite."""
+  ``grams`` if given), the last the output and whether all its entries are finite.
+
+  The NTK is always computed: XLA:CPU compiles a network's NNGP alone into one loop per
+  layer (each layer's square roots materialised), about 1.7x the time of both kernels
+  in one loop (`one_loop`; depth-5 Erf and ReLU, n = 4000). ``need_ntk`` False: the
+  NTK's finiteness is not checked, and the caller drops it.
+  """
   units, _ = _plan(layer)
   ctx = layer.context()
   if start == 0:
-    k = input_kernel(x1, x2, need_ntk, covs=covs, grams=grams)
+    k = input_kernel(x1, x2, True, covs=covs, grams=grams)
   else:
     k = _with_covs(k, covs)
   for unit, path in units[start:stop]:
@@ -576,9 +575,10 @@ def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, cov
   if stop < len(units):
     return _carry(k), None
   k = _output(k, layer)
+  ntk = k.ntk if need_ntk else None
   if k.x1_is_x2:  # positive semi-definite: |K_ij| <= sqrt(K_ii K_jj), the diagonal decides
-    return k, all_finite(jnp.diagonal(k.nngp), None if k.ntk is None else jnp.diagonal(k.ntk))
-  return k, all_finite(k.nngp, k.ntk)
+    return k, all_finite(jnp.diagonal(k.nngp), None if ntk is None else jnp.diagonal(ntk))
+  return k, all_finite(k.nngp, ntk)
 
 
 _segment_jit = jax.jit(_segment, static_argnums=(0, 1, 2, 3))
@@ -591,7 +591,8 @@ def _tile_segment(layer: Layer, start: int, stop: int, need_ntk: bool, size: int
   xa, xb, covs = symmetric_tiles.tile_inputs(xp, covs_p, r0, c0, size)
   k, finite = _segment(layer, start, stop, need_ntk, xa, xb, k, covs, None)
   if finite is not None:  # the whole kernel is positive semi-definite: its diagonal decides
-    diag = all_finite(jnp.diagonal(k.nngp), None if k.ntk is None else jnp.diagonal(k.ntk))
+    ntk = k.ntk if need_ntk else None
+    diag = all_finite(jnp.diagonal(k.nngp), None if ntk is None else jnp.diagonal(ntk))
     finite = jnp.where(r0 == c0, diag, True)
   return k, finite
 
@@ -647,6 +648,8 @@ def kernel(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
       k, finite = _segment_jit(layer, start, stop, need_ntk, x1, x2, k, covs, grams)
       grams = None
     check_range(finite & all_finite(cov1, cov2), x1.dtype, "kernel_fn")
+  if not need_ntk:  # computed with the NNGP (see `_segment`), not asked for
+    k = k.replace(ntk=None)
   return k.replace(cov1=cov1, cov2=cov2)
 
 
