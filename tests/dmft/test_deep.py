@@ -231,3 +231,18 @@ def test_deep_mc_error_shrinks_like_inverse_sqrt_samples(lazy_task):
         "|loss - lazy|", np.round(err, 6).tolist(), f"se ~ n^{slope:.3f}")
   assert -0.65 < slope < -0.35
   assert np.all(np.array(err) <= 4 * np.array(se) + 1e-4)
+
+
+def test_solve_runs_lapack_on_one_thread_and_restores_it():
+  """The factorisations of a solve run on one BLAS thread; the setting is restored after."""
+  threadpoolctl = pytest.importorskip("threadpoolctl")
+
+  def blas_threads():
+    return [m["num_threads"] for m in threadpoolctl.threadpool_info()
+            if m["user_api"] == "blas"]
+
+  before = blas_threads()
+  with deep._single_threaded_lapack():
+    inside = blas_threads()
+  assert inside and all(n == 1 for n in inside)
+  assert blas_threads() == before
