@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import warnings
 from typing import Any, Callable, Hashable, Optional, Sequence, Tuple, Union
 
 import jax
@@ -575,10 +576,17 @@ def _segment(layer: Layer, start: int, stop: int, need_ntk: bool, x1, x2, k, cov
   if stop < len(units):
     return _carry(k), None
   k = _output(k, layer)
+  return k, _output_finite(k, need_ntk, k.x1_is_x2)
+
+
+def _output_finite(k, need_ntk: bool, diagonal_decides: bool) -> jax.Array:
+  """Whether the output kernels are finite (the NTK only if asked for); a kernel of a
+  batch with itself is positive semi-definite, |K_ij| <= sqrt(K_ii K_jj): its diagonal
+  decides."""
   ntk = k.ntk if need_ntk else None
-  if k.x1_is_x2:  # positive semi-definite: |K_ij| <= sqrt(K_ii K_jj), the diagonal decides
-    return k, all_finite(jnp.diagonal(k.nngp), None if ntk is None else jnp.diagonal(ntk))
-  return k, all_finite(k.nngp, ntk)
+  if diagonal_decides:
+    return all_finite(jnp.diagonal(k.nngp), None if ntk is None else jnp.diagonal(ntk))
+  return all_finite(k.nngp, ntk)
 
 
 _segment_jit = jax.jit(_segment, static_argnums=(0, 1, 2, 3))
@@ -591,9 +599,7 @@ def _tile_segment(layer: Layer, start: int, stop: int, need_ntk: bool, size: int
   xa, xb, covs = symmetric_tiles.tile_inputs(xp, covs_p, r0, c0, size)
   k, finite = _segment(layer, start, stop, need_ntk, xa, xb, k, covs, None)
   if finite is not None:  # the whole kernel is positive semi-definite: its diagonal decides
-    ntk = k.ntk if need_ntk else None
-    diag = all_finite(jnp.diagonal(k.nngp), None if ntk is None else jnp.diagonal(ntk))
-    finite = jnp.where(r0 == c0, diag, True)
+    finite = jnp.where(r0 == c0, _output_finite(k, need_ntk, True), True)
   return k, finite
 
 
@@ -728,18 +734,31 @@ def general_pass(layer: Layer, need_ntk: bool, diagonal_spatial: bool, x1, x2, p
   """The kernels of any network on inputs ``(n, *spatial, channels)`` as one program
   (``pattern``: the graphs of `Aggregate` layers, see `check_pattern`; ``mask1``,
   ``mask2`` ``(n, *spatial)``: the masked positions of masked inputs)."""
+  stop = len(spatial_plan(layer, diagonal_spatial)[0])
+  return _general_segment(layer, need_ntk, diagonal_spatial, 0, stop, x1, x2, None, pattern,
+                          mask1, mask2)
+
+
+def _general_segment(layer: Layer, need_ntk: bool, diagonal_spatial: bool, start: int,
+                     stop: int, x1, x2, k, pattern=None, mask1=None, mask2=None):
+  """Steps ``start:stop`` of `general_pass`: the first builds the input kernel from
+  ``x1``, ``x2`` and the masks, the others continue ``k``; the last returns the output
+  and whether all its entries are finite (None before)."""
   from kernels.stax import spatial_ops  # pylint: disable=g-import-not-at-top
   units, full = spatial_plan(layer, diagonal_spatial)
   ctx = layer.context()
   if pattern is not None:
     ctx = ctx.with_pattern(pattern)
-  k = spatial_input_kernel(x1, x2, need_ntk, diagonal_spatial=not full[0])
-  if mask1 is not None:
-    k = k.replace(mask1=mask1, mask2=mask1 if x2 is None else mask2)
-  for (unit, path), f in zip(units, full):
+  if start == 0:
+    k = spatial_input_kernel(x1, x2, need_ntk, diagonal_spatial=not full[0])
+    if mask1 is not None:
+      k = k.replace(mask1=mask1, mask2=mask1 if x2 is None else mask2)
+  for (unit, path), f in zip(units[start:stop], full[start:stop]):
     if not f:
       k = _to_diagonal(k)
     k = unit._kernel(k, path, ctx)
+  if stop < len(units):
+    return k, None
   k = _finalize(k)
   if k.x1_is_x2:  # exactly symmetric: one half of the kernel, mirrored (data movement only)
     n, f = len(k.spatial), not k.diagonal_spatial
@@ -765,16 +784,52 @@ def _first_half(shape, n_spatial: int, full: bool):
   return jnp.asarray(idx1 <= idx2)
 
 
-_general_jit = jax.jit(general_pass, static_argnums=(0, 1, 2))
+_general_segment_jit = jax.jit(_general_segment, static_argnums=(0, 1, 2, 3, 4),
+                               donate_argnums=(7,))
+
+# From this many entries of full spatial covariances on (NNGP and NTK together: 16 MB
+# in float32), a step of the general program is compiled as its own program. In one
+# program XLA:CPU keeps about twice the covariances alive and runs the convolutions of
+# the covariance slower: Myrtle-5 on 8 inputs of 32 x 32 x 3 took 7.0-8.1 s and 4.7 GB
+# of temporaries as one program, 3.5 s and half the memory step by step (float32, 2
+# cores). Kernels without positions (or only their diagonal) stay in one program.
+LARGE_KERNEL_ENTRIES = 2 ** 22
+
+
+def _spatial_entries(k) -> int:
+  """Entries of the full spatial covariances of ``k`` (a kernel, or a list of branches)."""
+  if isinstance(k, list):
+    return sum(_spatial_entries(b) for b in k)
+  if not k.spatial or k.diagonal_spatial:
+    return 0
+  return 2 * int(np.prod(k.nngp.shape))
+
+
+def _input_entries(layer: Layer, diagonal_spatial: bool, x1, x2) -> int:
+  """`_spatial_entries` of the input kernel of `general_pass`."""
+  if x1.ndim <= 2 or not spatial_plan(layer, diagonal_spatial)[1][0]:
+    return 0
+  n2 = x1.shape[0] if x2 is None else x2.shape[0]
+  return 2 * x1.shape[0] * n2 * int(np.prod(x1.shape[1:-1])) ** 2
 
 
 def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool,
                    pattern=None, mask1=None, mask2=None) -> Kernel:
-  """Kernels of any network (see `general_pass`), jit-compiled per network."""
+  """Kernels of any network (see `general_pass`), jit-compiled per network: one program
+  while the kernel is small, one per step where it has `LARGE_KERNEL_ENTRIES` or more."""
   if not is_static(layer):
     k, _ = general_pass(layer, need_ntk, diagonal_spatial, x1, x2, pattern, mask1, mask2)
     return k
-  k, finite = _general_jit(layer, need_ntk, diagonal_spatial, x1, x2, pattern, mask1, mask2)
+  n_steps = len(spatial_plan(layer, diagonal_spatial)[0])
+  start, k, finite = 0, None, None
+  large = _input_entries(layer, diagonal_spatial, x1, x2) >= LARGE_KERNEL_ENTRIES
+  while finite is None:
+    stop = start + 1 if large else n_steps
+    with warnings.catch_warnings():  # a step that changes shapes cannot reuse its input
+      warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+      k, finite = _general_segment_jit(layer, need_ntk, diagonal_spatial, start, stop, x1, x2,
+                                       k, pattern, mask1, mask2)
+    start, large = stop, _spatial_entries(k) >= LARGE_KERNEL_ENTRIES
   check_range(finite, x1.dtype, "kernel_fn")
   return k
 

@@ -198,3 +198,49 @@ def test_networks_with_a_quadrature_are_not_tiled(monkeypatch):
                       lambda *a: calls.append(a) or pytest.fail("tiled"))
   np.testing.assert_array_equal(np.asarray(net.kernel_fn(x, None, "nngp")), whole)
   assert not calls
+
+
+@pytest.mark.parametrize("case", ["cnn_pools", "branches_masked_attention"])
+def test_general_network_in_one_program_per_step_gives_the_one_program_kernel(
+    case, monkeypatch):
+  # From LARGE_KERNEL_ENTRIES on, each step of a spatial network is its own program (its
+  # input buffers donated); shrunk to 0 here so that tiny inputs take that path: the
+  # values of the single program, a symmetric x2=None kernel, overflow still raising.
+  rng = np.random.RandomState(0)
+  kwargs = {}
+  if case == "cnn_pools":
+    net = stax.serial(stax.Conv(3, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), stax.Relu(),
+                      stax.AvgPool((2, 2)), stax.Conv(3, (2, 2), strides=(1, 2),
+                                                      padding="CIRCULAR"), stax.Erf(),
+                      stax.GlobalAvgPool(), stax.Dense(2))
+    x1, x2 = rng.randn(3, 8, 6, 2), rng.randn(2, 8, 6, 2)
+  else:
+    attn = stax.GlobalSelfAttention(4, 3, 3, 2, W_key_std=1.1, W_value_std=1.2,
+                                    W_query_std=0.9, W_out_std=1.3)
+    net = stax.serial(stax.Conv(4, (2,), padding="SAME"), stax.FanOut(2),
+                      stax.parallel(stax.serial(stax.Relu(), stax.Conv(4, (1,))), attn),
+                      stax.FanInSum(),
+                      stax.LayerNorm(axis=(1, 2)), stax.Conv(3, (3,)), stax.Relu())
+    x1, x2 = rng.randn(3, 7, 2), rng.randn(2, 7, 2)
+    x1[0, 5:], x2[1, 4:] = 7.5, 7.5  # padded sequences
+    kwargs = dict(mask_constant=7.5)
+  calls, run = [], layer_lib._general_segment_jit  # pylint: disable=protected-access
+  monkeypatch.setattr(layer_lib, "_general_segment_jit",
+                      lambda *a, **k: calls.append(a[3:5]) or run(*a, **k))
+  with jax.enable_x64(True):
+    for b in (None, x2):
+      one = net.kernel_fn(x1, b, ("nngp", "ntk"), **kwargs)
+      assert len(calls) == 1
+      monkeypatch.setattr(layer_lib, "LARGE_KERNEL_ENTRIES", 0)
+      steps = net.kernel_fn(x1, b, ("nngp", "ntk"), **kwargs)
+      assert len(calls) > 3 and all(stop == start + 1 for start, stop in calls[1:])
+      for a, s in zip(one, steps):
+        np.testing.assert_allclose(s, a, rtol=1e-12, atol=1e-14 * np.abs(a).max())
+        if b is None:
+          np.testing.assert_array_equal(s, np.transpose(s, (1, 0, 3, 2)[:s.ndim]))
+      monkeypatch.setattr(layer_lib, "LARGE_KERNEL_ENTRIES", 2 ** 22)
+      calls.clear()
+  monkeypatch.setattr(layer_lib, "LARGE_KERNEL_ENTRIES", 0)
+  big = stax.serial(*[stax.Conv(3, (3, 3), padding="SAME", W_std=1e6), stax.Relu()] * 4)
+  with pytest.raises(FloatingPointError, match="float32"):
+    big.kernel_fn(rng.randn(2, 4, 4, 1).astype(np.float32), None, "nngp")

@@ -194,7 +194,8 @@ def test_repeat_equals_serial():
 
 
 def _compile_seconds(net, x):
-  lowered = layer_mod._general_jit.lower(net, True, False, x, None)  # pylint: disable=protected-access
+  steps = len(layer_mod.spatial_plan(net, False)[0])
+  lowered = layer_mod._general_segment_jit.lower(net, True, False, 0, steps, x, None, None)  # pylint: disable=protected-access
   t0 = time.perf_counter()
   lowered.compile()
   return time.perf_counter() - t0
