@@ -487,11 +487,13 @@ class Server:
     self.empirical = {}
 
   # -- infinite-width kernels --
-  def kernel_setup(self, inputs_npz, depth, width, W_std, b_std, activation="Relu"):
+  def kernel_setup(self, inputs_npz, depth, width, W_std, b_std, activation="Relu",
+                   activation_kwargs=None):
     x = jnp.asarray(np.load(inputs_npz)["x"], jnp.float32)
     layers = []
     for _ in range(depth):
-      layers += [stax.Dense(width, W_std=W_std, b_std=b_std), getattr(stax, activation)()]
+      layers += [stax.Dense(width, W_std=W_std, b_std=b_std),
+                 getattr(stax, activation)(**(activation_kwargs or {}))]
     layers.append(stax.Dense(1, W_std=W_std, b_std=b_std))
     _, _, kernel_fn = stax.serial(*layers)
     fn = jax.jit(kernel_fn, static_argnames=("get",))

@@ -7,7 +7,8 @@ missing, not run.
 """
 
 CASES = (
-    "kernel_speed",       # MLP NNGP/NTK, ReLU and Erf, n=4000 d=784, vs neural-tangents and a Gram product
+    "kernel_speed",       # MLP NNGP/NTK, ReLU, Erf, Gelu and Sin, n=4000 d=784, vs neural-tangents and a Gram product
+    "activation_speed",   # the same MLP with every other closed-form activation, vs neural-tangents
     "cnn_kernel_speed",   # 3-layer ReLU CNN and Myrtle-5 NNGP/NTK, time and peak memory, vs neural-tangents
     "batch_scale",        # kernels.batch time and peak memory against n (full: up to 30,000), vs a Gram product
     "predict_speed",      # gradient_descent_mse_ensemble, vs neural-tangents

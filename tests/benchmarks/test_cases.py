@@ -4,9 +4,11 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks import activation_speed
 from benchmarks import batch_scale
 from benchmarks import cnn_kernel_speed
 from benchmarks import harness
+from benchmarks import kernel_speed
 from benchmarks import predict_speed
 from benchmarks import registry
 
@@ -19,7 +21,7 @@ def _check_result(result, num_rows):
 
 
 def test_new_cases_are_registered():
-  for name in ("cnn_kernel_speed", "batch_scale", "predict_speed"):
+  for name in ("cnn_kernel_speed", "batch_scale", "predict_speed", "activation_speed"):
     assert name in registry.CASES
 
 
@@ -61,3 +63,16 @@ def test_batch_scale_case_tiny(monkeypatch):
   assert set(points) == {"30", "60"}
   for p in points.values():
     assert p["peak_rss_gb"] > 0 and p["kernel_diag_finite"] and np.isfinite(p["kernel_sample"])
+
+
+def test_activation_case_tiny_runs_each_activation_with_its_arguments(monkeypatch):
+  monkeypatch.setattr(kernel_speed, "N", 24)
+  chosen = [a for a in activation_speed.ACTIVATIONS if a[1] in ("Polynomial", "Exp", "Gabor")]
+  monkeypatch.setattr(activation_speed, "ACTIVATIONS", chosen)
+  result = harness.run_case("activation_speed", activation_speed.run, reference=False,
+                            verbose=False)
+  _check_result(result, 3)  # without the reference: the row against the Gram product
+  for label, name, kwargs, w_std in chosen:
+    d = result["details"][label]
+    assert d["W_std"] == w_std and d["kwargs"] == kwargs
+    assert max(d["ours_vs_float64"].values()) < 1e-4
