@@ -125,3 +125,24 @@ def test_numerical_activation_converges_to_closed_form():
     print(type(closed).__name__, "relative error at deg 8, 24, 96:", errs)
     assert errs[0] > errs[1] > errs[2] or errs[2] < 1e-12
     assert errs[2] < 1e-5
+
+
+@pytest.mark.parametrize("name", ["sign", "rectified_monomial", "monomial"])
+def test_diagonal_follows_its_one_dimensional_recursion_through_depth(name):
+  # The NNGP diagonal of depth x (Dense -> phi) obeys q <- W^2 E[phi(u)^2] + b^2, u ~ N(0, q):
+  # Sign 1, RectifiedMonomial(2) 3 q^2 / 2, Monomial(2) 3 q^2. neural-tangents 0.6.5 drifts
+  # here (Sign: 2.2525 -> 1.62 at depth 5; RectifiedMonomial: NaN), in float64 too.
+  act, moment, w = {"sign": (stax.Sign(), lambda q: 1.0, 1.5),
+                    "rectified_monomial": (stax.RectifiedMonomial(2), lambda q: 1.5 * q ** 2, 1.0),
+                    "monomial": (stax.Monomial(2), lambda q: 3 * q ** 2, 0.8)}[name]
+  x = np.random.RandomState(0).randn(6, 40)
+  layers = []
+  for _ in range(5):
+    layers += [stax.Dense(64, W_std=w, b_std=0.05), act]
+  nngp = np.asarray(stax.serial(*layers, stax.Dense(1, W_std=w, b_std=0.05)).kernel_fn(
+      x, None, "nngp"))
+  q = w ** 2 * np.sum(x ** 2, 1) / 40 + 0.05 ** 2
+  for _ in range(5):
+    q = w ** 2 * moment(q) + 0.05 ** 2
+  np.testing.assert_allclose(np.diag(nngp), q, rtol=1e-12)
+  assert np.all(np.isfinite(nngp))
