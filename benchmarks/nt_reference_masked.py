@@ -9,8 +9,9 @@ by the project: it imports only neural-tangents, JAX, numpy, `layer_specs` and
 
 Cases: variable-length sequences padded with ``MASK`` and images with masked pixels
 (every channel ``MASK``; one pixel with a single masked channel, which is zeroed but
-not masked) through convolutions (paddings, strides), pooling, Flatten, attention and
-LayerNorm, each with x2=None and with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
+not masked) through convolutions (paddings, strides), pooling, Flatten, attention,
+LayerNorm, FanInProd and FanInConcat (channels and positions), each with x2=None and
+with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
 """
 import jax
 import numpy as np
@@ -69,6 +70,24 @@ def architectures():
       "attention_softmax_then_softmax_pos_sum_gap_seq": ([
           dense(6, 1.2, 0.1), attn("SOFTMAX"), RELU, attn("SOFTMAX", pe="SUM"), RELU, GAP,
           dense(2)], "seq"),
+      # FanInProd: masked where every branch is.
+      "fanout_parallel_faninprod_gap_seq": ([
+          conv(4, (3,), None, "SAME", 1.2, 0.1), ["FanOut", {"num": 2}],
+          ["parallel", [[RELU, conv(4, (2,), None, "SAME", 1.3, 0.1)],
+                        [["Erf", {}], dense(4, 1.1, 0.2)]]],
+          ["FanInProd", {}], dense(4, 1.2, 0.1), RELU, GAP, dense(2)], "seq"),
+      # FanInConcat along channels (then a Dense, which reduces the channels of the mask).
+      "fanout_parallel_faninconcat_channels_dense_gap_image": ([
+          conv(4, (2, 2), None, "SAME", 1.2, 0.1), ["FanOut", {"num": 2}],
+          ["parallel", [[RELU, conv(4, (3, 2), None, "SAME", 1.3, 0.1)],
+                        [["Gelu", {}], dense(3, 1.1, 0.2)]]],
+          ["FanInConcat", {"axis": -1}], dense(4, 1.2, 0.1), RELU, GAP, dense(2)], "image"),
+      # FanInConcat along positions: each branch keeps its own mask.
+      "fanout_parallel_faninconcat_positions_flatten_seq": ([
+          conv(4, (2,), None, "SAME", 1.2, 0.1), ["FanOut", {"num": 2}],
+          ["parallel", [[RELU, conv(4, (3,), None, "SAME", 1.3, 0.1)],
+                        [["Erf", {}], conv(4, (2,), None, "VALID", 1.1, 0.2)]]],
+          ["FanInConcat", {"axis": 1}], RELU, ["Flatten", {}], dense(2)], "seq"),
       # IDENTITY with linear scaling, then 1/sqrt(d) scaling with positional embeddings.
       "attention_identity_then_identity_sqrt_pos_sum_gap_seq": ([
           dense(6, 1.2, 0.1), attn("IDENTITY"), ["Erf", {}],
@@ -109,7 +128,8 @@ def make_fixture():
   return dict(
       description="neural-tangents 0.6.5 float64 NNGP/NTK of masked inputs (mask_constant): "
                   "padded sequences and images with masked pixels through convolutions, "
-                  "pooling, Flatten, attention and LayerNorm; regenerate with "
+                  "pooling, Flatten, attention, LayerNorm, FanInProd and FanInConcat; "
+                  "regenerate with "
                   "`PYTHONPATH=benchmarks:. python benchmarks/nt_reference_masked.py fixture "
                   "--out tests/fixtures/nt_reference_masked.json` in the reference environment.",
       dtype="float64", seed=SEED, mask_constant=MASK, versions=versions(), cases=cases)

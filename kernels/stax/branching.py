@@ -1,4 +1,11 @@
-"""Fan-in layers beyond FanInSum: FanInConcat and FanInProd."""
+"""Fan-in layers beyond FanInSum: FanInConcat and FanInProd.
+
+Masked inputs (``mask_constant``) as in neural-tangents 0.6.5: FanInProd masks a
+position where every branch is (as FanInSum); FanInConcat concatenates the branches'
+masks along its axis (``_concat_masks``), so along channels a position is masked
+where it is in every branch, along a spatial axis each branch keeps its own.
+Neither zeroes covariances itself (``remask_kernel=False``).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +13,8 @@ import functools
 
 import jax.numpy as jnp
 
-from kernels.stax.combinators import _as_list
+from kernels.kernel import zero_masked
+from kernels.stax.combinators import _as_list, sum_masks
 from kernels.stax.layer import Layer
 
 
@@ -67,14 +75,47 @@ class FanInConcatLayer(Layer):
     self._shape([x.shape for x in xs], path)
     return jnp.concatenate(xs, axis=a)
 
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, xs, masks, path, ctx):
+    xs = _as_list(xs, "inputs")
+    y = self._apply(params, [zero_masked(x, m) for x, m in zip(xs, masks)], path, ctx)
+    return y, self._concat_masks(masks, [x.shape for x in xs], self._axis(xs[0].ndim, path))
+
+  @staticmethod
+  def _concat_masks(masks, shapes, a):
+    """One mask of the concatenated outputs from the branches' masks, each broadcastable
+    against its branch (None: nothing masked; neural-tangents' ``_concat_masks``)."""
+    if all(m is None for m in masks):
+      return None
+    masks = [None if m is None else jnp.broadcast_to(m, m.shape[:a] + (s[a],) + m.shape[a + 1:])
+             for m, s in zip(masks, shapes)]
+    ndim = len(shapes[0])
+    others = [max(m.shape[i] for m in masks if m is not None) for i in range(ndim)]
+    full = lambda m, s: jnp.broadcast_to(
+        jnp.zeros((), bool) if m is None else m,
+        tuple(s[a] if i == a else others[i] for i in range(ndim)))
+    return jnp.concatenate([full(m, s) for m, s in zip(masks, shapes)], axis=a)
+
   def _kernel(self, ks, path, ctx):
     ks = _as_list(ks, "kernels")
     a = self._axis(len(ks[0].spatial) + 2, path)
     if len(ks) == 1:
       return ks[0]
     if a == len(ks[0].spatial) + 1:
-      return self._concat_channels(ks, path)
-    return self._concat_spatial(ks, path, a - 1)
+      k = self._concat_channels(ks, path)
+      return k.replace(mask1=sum_masks([b.mask1 for b in ks]),
+                       mask2=sum_masks([b.mask2 for b in ks]))
+    k = self._concat_spatial(ks, path, a - 1)
+    if all(b.mask1 is None for b in ks):
+      return k
+    cat = lambda ms, ns: jnp.concatenate(
+        [jnp.zeros((n,) + b.spatial, bool) if m is None else m for m, n, b in zip(ms, ns, ks)],
+        axis=a)
+    n1 = [b.nngp.shape[0] for b in ks]
+    n2 = [b.nngp.shape[1] for b in ks]
+    return k.replace(mask1=cat([b.mask1 for b in ks], n1), mask2=cat([b.mask2 for b in ks], n2))
 
   def _concat_channels(self, ks, path):
     """Channel-weighted mean of the branches' kernels (neural-tangents' FanInConcat)."""
@@ -163,6 +204,13 @@ class FanInProdLayer(Layer):
     self._shape([x.shape for x in xs], path)
     return functools.reduce(jnp.multiply, xs)
 
+  def _supports_mask(self):
+    return True
+
+  def _apply_masked(self, params, xs, masks, path, ctx):
+    xs = [zero_masked(x, m) for x, m in zip(_as_list(xs, "inputs"), masks)]
+    return self._apply(params, xs, path, ctx), sum_masks(masks)
+
   def _kernel(self, ks, path, ctx):
     """Independent branches: kernels multiply, NTKs by the product rule (neural-tangents' FanInProd)."""
     ks = _as_list(ks, "kernels")
@@ -184,7 +232,9 @@ class FanInProdLayer(Layer):
     cov1 = functools.reduce(jnp.multiply, [k.cov1 for k in ks])
     cov2 = cov1 if ks[0].x1_is_x2 else functools.reduce(jnp.multiply, [k.cov2 for k in ks])
     return ks[0].replace(nngp=nngp, ntk=ntk if with_ntk else None, cov1=cov1, cov2=cov2,
-                         is_gaussian=False, source=("prod", path), covs=None)
+                         is_gaussian=False, source=("prod", path), covs=None,
+                         mask1=sum_masks([k.mask1 for k in ks]),
+                         mask2=sum_masks([k.mask2 for k in ks]))
 
 
 def FanInProd() -> FanInProdLayer:  # pylint: disable=invalid-name
