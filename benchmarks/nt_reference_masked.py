@@ -9,9 +9,9 @@ by the project: it imports only neural-tangents, JAX, numpy, `layer_specs` and
 
 Cases: variable-length sequences padded with ``MASK`` and images with masked pixels
 (every channel ``MASK``; one pixel with a single masked channel, which is zeroed but
-not masked) through convolutions (paddings, strides), pooling, Flatten, attention,
-LayerNorm, FanInProd and FanInConcat (channels and positions), each with x2=None and
-with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
+not masked) through convolutions (paddings, strides), ConvLocal, pooling, Flatten,
+attention, LayerNorm, FanInProd and FanInConcat (channels and positions), each with
+x2=None and with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
 """
 import jax
 import numpy as np
@@ -70,6 +70,11 @@ def architectures():
       "attention_softmax_then_softmax_pos_sum_gap_seq": ([
           dense(6, 1.2, 0.1), attn("SOFTMAX"), RELU, attn("SOFTMAX", pe="SUM"), RELU, GAP,
           dense(2)], "seq"),
+      # ConvLocal: masks as Conv's (window centers), SAME then VALID with strides.
+      "convlocal_same_valid_strided_flatten_image": ([
+          ["ConvLocal", conv(4, (2, 2), None, "SAME", 1.3, 0.1)[1]], RELU,
+          ["ConvLocal", conv(3, (2, 1), (1, 1), "VALID", 1.2, 0.2)[1]], ["Erf", {}],
+          ["Flatten", {}], dense(2, 1.0, 0.1)], "image"),
       # FanInProd: masked where every branch is.
       "fanout_parallel_faninprod_gap_seq": ([
           conv(4, (3,), None, "SAME", 1.2, 0.1), ["FanOut", {"num": 2}],
@@ -127,7 +132,7 @@ def make_fixture():
     cases += nt_reference.kernel_cases(name, spec, *inputs(kind), kwargs)
   return dict(
       description="neural-tangents 0.6.5 float64 NNGP/NTK of masked inputs (mask_constant): "
-                  "padded sequences and images with masked pixels through convolutions, "
+                  "padded sequences and images with masked pixels through convolutions, ConvLocal, "
                   "pooling, Flatten, attention, LayerNorm, FanInProd and FanInConcat; "
                   "regenerate with "
                   "`PYTHONPATH=benchmarks:. python benchmarks/nt_reference_masked.py fixture "

@@ -291,7 +291,7 @@ class Conv(Layer):
   # Masked inputs (neural-tangents' Conv): a position is masked when all its channels
   # are, an output where its window's center is; masked covariances are zeroed.
   def _supports_mask(self):
-    return type(self) is Conv  # subclasses (ConvLocal, ConvTranspose) map masks otherwise
+    return type(self) is Conv  # ConvLocal says so itself; ConvTranspose maps masks otherwise
 
   def _mask_out(self, mask, shape, path):
     lhs, _, out = self._specs

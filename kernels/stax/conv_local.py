@@ -79,6 +79,9 @@ class ConvLocal(Conv):
                     cov2=emb(k.cov2, 1), diagonal_spatial=False)
     return k
 
+  def _supports_mask(self):
+    return True  # masks as `Conv`'s: an output is masked where its window's center is
+
   def _lr(self, params, path, ctx, optimizer):
     W, b = params
     fan_in = W.shape[self._specs[1].index("I")]

@@ -2,8 +2,8 @@
 
 The reference values in tests/fixtures/nt_reference_masked.json were computed by
 neural-tangents 0.6.5 itself (``benchmarks/nt_reference_masked.py``): padded sequences
-and images with masked pixels through convolutions, pooling, Flatten, attention,
-LayerNorm, FanInProd and FanInConcat. The other tests check the finite network: a padded sequence gives the
+and images with masked pixels through convolutions, ConvLocal, pooling, Flatten,
+attention, LayerNorm, FanInProd and FanInConcat. The other tests check the finite network: a padded sequence gives the
 outputs of the unpadded one, and the kernels are the finite network's covariances.
 """
 import json
@@ -48,7 +48,8 @@ def test_fixture_covers_the_intended_cases():
               "sumpool_gsp", "attention_softmax_then_softmax_pos_sum",
               "attention_identity_then_identity_sqrt_pos_sum", "layernorm_spatial_then_channels",
               "fanout_parallel_faninsum", "mlp_masked_point", "faninprod",
-              "faninconcat_channels", "faninconcat_positions", "_x2none", "_x2"):
+              "faninconcat_channels", "faninconcat_positions", "convlocal", "_x2none",
+              "_x2"):
     assert any(key in n for n in names), key
 
 
@@ -181,8 +182,7 @@ def test_kernel_is_the_masked_finite_network_covariance():
 
 
 @pytest.mark.parametrize("layer", [
-    stax.ConvTranspose(2, (2,)), stax.ConvLocal(2, (2,)),
-    stax.Index(stax.Slice[:, :2])])
+    stax.ConvTranspose(2, (2,)), stax.Index(stax.Slice[:, :2])])
 def test_layers_without_masks_refuse_mask_constant(layer):
   net = stax.serial(stax.Dense(3), layer)
   x = jnp.ones((2, 4, 3))
