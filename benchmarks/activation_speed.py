@@ -1,4 +1,4 @@
-"""NNGP + NTK of deep MLPs with every other closed-form activation: kernels.stax against neural-tangents.
+"""NNGP + NTK of deep MLPs with every other closed-form activation, against neural-tangents.
 
   python -m benchmarks.activation_speed [--suite=quick|full] [--out=DIR] [--no_reference]
 
@@ -12,8 +12,8 @@ compared on the first 200 points and against our float64 kernels.
 
 W_std is 1.5 as in `kernel_speed`; activations whose second moment grows faster than
 the variance (Exp, the polynomials) use a smaller W_std, the same on both sides, so
-that neither library overflows float32. Hermite's closed form holds for unit-variance pre-activations
-(both libraries use it as it is). Target stated by the project: at least 3x
+that neither library overflows float32. Hermite's closed form holds for unit-variance
+pre-activations (both libraries use it as it is). Target stated by the project: at least 3x
 neural-tangents for every closed-form activation.
 """
 from __future__ import annotations

@@ -9,9 +9,9 @@ by the project: it imports only neural-tangents, JAX, numpy, `layer_specs` and
 
 Cases: variable-length sequences padded with ``MASK`` and images with masked pixels
 (every channel ``MASK``; one pixel with a single masked channel, which is zeroed but
-not masked) through convolutions (paddings, strides), ConvLocal, pooling, Flatten,
-attention, LayerNorm, FanInProd and FanInConcat (channels and positions), each with
-x2=None and with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
+not masked) through convolutions (paddings, strides), ConvLocal, ConvTranspose,
+pooling, Flatten, attention, LayerNorm, FanInProd and FanInConcat (channels and
+positions), each with x2=None and with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
 """
 import jax
 import numpy as np
@@ -75,6 +75,11 @@ def architectures():
           ["ConvLocal", conv(4, (2, 2), None, "SAME", 1.3, 0.1)[1]], RELU,
           ["ConvLocal", conv(3, (2, 1), (1, 1), "VALID", 1.2, 0.2)[1]], ["Erf", {}],
           ["Flatten", {}], dense(2, 1.0, 0.1)], "image"),
+      # ConvTranspose: masked where any input of the window is (SAME strided, then VALID).
+      "convtranspose_same_strided_valid_gap_image": ([
+          ["ConvTranspose", conv(4, (2, 2), (2, 1), "SAME", 1.3, 0.1)[1]], RELU,
+          ["ConvTranspose", conv(3, (2, 2), None, "VALID", 1.2, 0.2)[1]], ["Erf", {}], GAP,
+          dense(2, 1.0, 0.1)], "image"),
       # FanInProd: masked where every branch is.
       "fanout_parallel_faninprod_gap_seq": ([
           conv(4, (3,), None, "SAME", 1.2, 0.1), ["FanOut", {"num": 2}],
@@ -133,6 +138,7 @@ def make_fixture():
   return dict(
       description="neural-tangents 0.6.5 float64 NNGP/NTK of masked inputs (mask_constant): "
                   "padded sequences and images with masked pixels through convolutions, ConvLocal, "
+                  "ConvTranspose, "
                   "pooling, Flatten, attention, LayerNorm, FanInProd and FanInConcat; "
                   "regenerate with "
                   "`PYTHONPATH=benchmarks:. python benchmarks/nt_reference_masked.py fixture "

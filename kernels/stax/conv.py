@@ -274,8 +274,8 @@ class Conv(Layer):
     mask1 = mask2 = None
     if k.mask1 is not None:  # masked where the window's center is
       axes = tuple(range(1, 1 + len(letters)))
-      mask1 = center_mask(k.mask1, axes, fs, st, self.padding)
-      mask2 = mask1 if k.x1_is_x2 else center_mask(k.mask2, axes, fs, st, self.padding)
+      mask1 = self._window_mask(k.mask1, axes, fs, st)
+      mask2 = mask1 if k.x1_is_x2 else self._window_mask(k.mask2, axes, fs, st)
     out_letters = [c for c in out if c not in "NC"]
     if out_letters != letters:  # the finite layer reorders spatial axes: so does the kernel
       perm = [letters.index(c) for c in out_letters]
@@ -291,7 +291,7 @@ class Conv(Layer):
   # Masked inputs (neural-tangents' Conv): a position is masked when all its channels
   # are, an output where its window's center is; masked covariances are zeroed.
   def _supports_mask(self):
-    return type(self) is Conv  # ConvLocal says so itself; ConvTranspose maps masks otherwise
+    return type(self) is Conv  # ConvLocal and ConvTranspose say so themselves
 
   def _mask_out(self, mask, shape, path):
     lhs, _, out = self._specs
@@ -300,8 +300,12 @@ class Conv(Layer):
     letters = [c for c in lhs if c not in "NC"]
     fs, st = self._filter_for(letters)
     axes = [lhs.index(c) for c in letters]
-    mask = center_mask(mask, axes, fs, st, self.padding)
+    mask = self._window_mask(mask, axes, fs, st)
     return jnp.transpose(mask, [lhs.index(c) for c in out])
+
+  def _window_mask(self, mask, axes, windows, strides):
+    """The output mask from the input mask on its spatial ``axes``."""
+    return center_mask(mask, axes, windows, strides, self.padding)
 
   def _lr(self, params, path, ctx, optimizer):
     W, b = params

@@ -94,6 +94,23 @@ class ConvTranspose(Conv):
       m = jnp.moveaxis(out, tuple(range(m.ndim - k, m.ndim)), axes)
     return m
 
+  # Masked inputs (neural-tangents' ConvTranspose): an output is masked where any input
+  # position of its window is (the transposed convolution of the mask with a filter of
+  # ones is nonzero there); masked covariances are zeroed. Its mask of a CIRCULAR output
+  # (transposed VALID, then folded) is not defined: such layers refuse masks.
+  def _supports_mask(self):
+    return self.padding != "CIRCULAR"
+
+  def _window_mask(self, mask, axes, windows, strides):
+    m = mask.astype(jnp.float32)
+    for a, w, s in zip(axes, windows, strides):  # a filter of ones is separable
+      moved = jnp.moveaxis(m, a, -1)
+      flat = moved.reshape((-1, 1, moved.shape[-1]))
+      out = jax.lax.conv_transpose(flat, jnp.ones((w, 1, 1), m.dtype), (s,), self.padding,
+                                   dimension_numbers=("NCH", "HIO", "NCH"))
+      m = jnp.moveaxis(out.reshape(moved.shape[:-1] + out.shape[-1:]), -1, a)
+    return m > 0
+
   def _apply(self, params, x, path, ctx, probes=None, record=None):
     W, b = params
     lhs, rhs, out = self._specs

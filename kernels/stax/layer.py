@@ -301,10 +301,10 @@ def _unsupported_masking(layer: Layer):
 
 def check_masking(layer: Layer, mask_constant, where: str) -> None:
   """ValueError unless ``mask_constant`` is a real number and every layer of the network
-  carries masks: Dense, Conv, ConvLocal, the elementwise nonlinearities, AvgPool,
-  SumPool, GlobalAvgPool, GlobalSumPool, Flatten, GlobalSelfAttention, LayerNorm,
-  Dropout and the combinators (serial, parallel, FanOut, FanInSum, FanInProd,
-  FanInConcat, Identity, Residual, repeat)."""
+  carries masks: Dense, Conv, ConvLocal, ConvTranspose (not CIRCULAR), the elementwise
+  nonlinearities, AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten,
+  GlobalSelfAttention, LayerNorm, Dropout and the combinators (serial, parallel, FanOut,
+  FanInSum, FanInProd, FanInConcat, Identity, Residual, repeat)."""
   if isinstance(mask_constant, (bool, np.bool_)) or not isinstance(
       mask_constant, (int, float, np.integer, np.floating)):
     raise ValueError(f"{where}: mask_constant must be a real number (NaN and inf included) "
@@ -313,9 +313,10 @@ def check_masking(layer: Layer, mask_constant, where: str) -> None:
   if bad is not None:
     raise ValueError(f"{where}: mask_constant is not supported by {type(bad).__name__}: it "
                      "cannot carry masked positions. Masking works through Dense, Conv, "
-                     "ConvLocal, the elementwise nonlinearities, AvgPool, SumPool, GlobalAvgPool, "
-                     "GlobalSumPool, Flatten, GlobalSelfAttention, LayerNorm, Dropout, "
-                     "FanInProd, FanInConcat and the combinators; pass unpadded inputs, or "
+                     "ConvLocal, ConvTranspose (not CIRCULAR), the elementwise "
+                     "nonlinearities, AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, "
+                     "Flatten, GlobalSelfAttention, LayerNorm, Dropout, FanInProd, "
+                     "FanInConcat and the combinators; pass unpadded inputs, or "
                      "mask_constant=None.")
 
 

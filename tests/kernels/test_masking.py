@@ -2,8 +2,8 @@
 
 The reference values in tests/fixtures/nt_reference_masked.json were computed by
 neural-tangents 0.6.5 itself (``benchmarks/nt_reference_masked.py``): padded sequences
-and images with masked pixels through convolutions, ConvLocal, pooling, Flatten,
-attention, LayerNorm, FanInProd and FanInConcat. The other tests check the finite network: a padded sequence gives the
+and images with masked pixels through convolutions, ConvLocal, ConvTranspose, pooling,
+Flatten, attention, LayerNorm, FanInProd and FanInConcat. The other tests check the finite network: a padded sequence gives the
 outputs of the unpadded one, and the kernels are the finite network's covariances.
 """
 import json
@@ -48,8 +48,8 @@ def test_fixture_covers_the_intended_cases():
               "sumpool_gsp", "attention_softmax_then_softmax_pos_sum",
               "attention_identity_then_identity_sqrt_pos_sum", "layernorm_spatial_then_channels",
               "fanout_parallel_faninsum", "mlp_masked_point", "faninprod",
-              "faninconcat_channels", "faninconcat_positions", "convlocal", "_x2none",
-              "_x2"):
+              "faninconcat_channels", "faninconcat_positions", "convlocal", "convtranspose",
+              "_x2none", "_x2"):
     assert any(key in n for n in names), key
 
 
@@ -182,7 +182,7 @@ def test_kernel_is_the_masked_finite_network_covariance():
 
 
 @pytest.mark.parametrize("layer", [
-    stax.ConvTranspose(2, (2,)), stax.Index(stax.Slice[:, :2])])
+    stax.ConvTranspose(2, (2,), padding="CIRCULAR"), stax.Index(stax.Slice[:, :2])])
 def test_layers_without_masks_refuse_mask_constant(layer):
   net = stax.serial(stax.Dense(3), layer)
   x = jnp.ones((2, 4, 3))
@@ -214,3 +214,22 @@ def test_no_mask_constant_changes_nothing():
   # A constant that no entry equals: the same kernel.
   np.testing.assert_allclose(np.asarray(net.kernel_fn(x, None, "nngp", mask_constant=123.0)),
                              np.asarray(k), rtol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv_transpose_masks_an_output_where_any_input_of_its_window_is(padding):
+  # neural-tangents' ConvTranspose mask: the transposed convolution of the mask with a
+  # filter of ones (all window axes at once) is nonzero; ours runs one axis at a time.
+  x = np.random.default_rng(0).normal(size=(2, 4, 3, 2))
+  x[0, 1, 2] = MASK
+  x[1, 3, :] = MASK
+  x[1, 0, 0, 1] = MASK  # one channel only: the pixel stays unmasked
+  net = stax.ConvTranspose(3, (2, 3), strides=(2, 1), padding=padding)
+  _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
+  out = net.apply_fn(params, jnp.asarray(x), mask_constant=MASK)
+  pixels = np.all(x == MASK, axis=-1, keepdims=True).astype(np.float32)
+  expected = jax.lax.conv_transpose(pixels, np.ones((2, 3, 1, 1), np.float32), (2, 1), padding,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC")) > 0
+  mask = np.broadcast_to(np.asarray(out.mask), out.masked_value.shape[:-1] + (1,))
+  assert mask.shape == expected.shape and np.any(expected) and not np.all(expected)
+  np.testing.assert_array_equal(mask, np.asarray(expected))
