@@ -471,13 +471,14 @@ def empirical_cnn_fn(arch):
 
 
 def _kernel_times(fn, x, repeats):
-  """Seconds of ``repeats`` calls of ``fn(x, None, get=("nngp", "ntk"))``."""
-  times = []
+  """Seconds of ``repeats`` calls of ``fn(x, None, get=("nngp", "ntk"))``, and the last
+  call's kernels."""
+  times, k = [], None
   for _ in range(repeats):
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
+    k = jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
     times.append(time.perf_counter() - t0)
-  return times
+  return times, k
 
 class Server:
   """State of the benchmark commands between calls."""
@@ -504,7 +505,7 @@ class Server:
     return dict(first_call_s=first, devices=str(jax.devices()))
 
   def kernel_time(self, repeats=1):
-    return _kernel_times(*self.kernel, repeats)
+    return _kernel_times(*self.kernel, repeats)[0]
 
   def kernel_values(self, m, out_npz):
     fn, x = self.kernel
@@ -536,12 +537,7 @@ class Server:
   def spec_time(self, repeats=1):
     """Seconds of ``repeats`` calls on all the inputs; the last result is kept for
     `spec_values`."""
-    fn, x = self.spec
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      self.spec_last = jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
-      times.append(time.perf_counter() - t0)
+    times, self.spec_last = _kernel_times(*self.spec, repeats)
     return times
 
   def spec_values(self, out_npz):

@@ -824,15 +824,16 @@ def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool,
     k, _ = general_pass(layer, need_ntk, diagonal_spatial, x1, x2, pattern, mask1, mask2)
     return k
   n_steps = len(spatial_plan(layer, diagonal_spatial)[0])
-  start, k, finite = 0, None, None
+  start, finite = 0, None
   large = _input_entries(layer, diagonal_spatial, x1, x2) >= LARGE_KERNEL_ENTRIES
+  args = (x1, x2, None, pattern, mask1, mask2)  # the first step reads inputs and masks
   while finite is None:
     stop = start + 1 if large else n_steps
     with warnings.catch_warnings():  # a step that changes shapes cannot reuse its input
       warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-      k, finite = _general_segment_jit(layer, need_ntk, diagonal_spatial, start, stop, x1, x2,
-                                       k, pattern, mask1, mask2)
+      k, finite = _general_segment_jit(layer, need_ntk, diagonal_spatial, start, stop, *args)
     start, large = stop, _spatial_entries(k) >= LARGE_KERNEL_ENTRIES
+    args = (None, None, k, pattern, None, None)  # later steps carry them in ``k``
   check_range(finite, x1.dtype, "kernel_fn")
   return k
 
