@@ -110,22 +110,45 @@ def rel_err(a, b):
   return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
 
 
-def measure(net: stax.Layer, x, y, x_test, keys, lr: float, steps: int):
-  """Kernels at init, training, NTK change and distance to the linearised prediction."""
+def init_errors(net: stax.Layer, x, k, keys, chunk: int):
+  """Relative errors of the empirical NNGP and NTK of one network per key against ``k``.
+
+  The networks are sampled and measured ``chunk`` at a time (`jax.lax.map`), so that many
+  seeds of a wide network never hold all their parameters at once."""
+  init_fn, apply_fn, _ = net
+  lrs = optim.learning_rates(net, init_fn(keys[0], x.shape)[1])
+  ntk_fn = empirical_ntk_fn(apply_fn, implementation="structured", learning_rates=lrs)
+  nngp_fn = conditional_nngp_fn(apply_fn)
+
+  def one(key):
+    p = init_fn(key, x.shape)[1]
+    return rel_err(nngp_fn(x, None, p), k.nngp), rel_err(ntk_fn(x, None, p), k.ntk)
+
+  nngp, ntk = jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=chunk))(keys)
+  return np.asarray(nngp), np.asarray(ntk)
+
+
+def measure(net: stax.Layer, x, y, x_test, keys, lr: float, steps: int, init_keys=None):
+  """Kernels at init, training, NTK change and distance to the linearised prediction.
+
+  ``keys`` seed the trained networks; the kernel errors at initialisation are measured on
+  the networks of ``init_keys`` (default ``keys``): they need no training, so many more
+  seeds are cheap, and the relative error of a kernel dominated by a few eigenvalues (the
+  CNN's, after global pooling) is spread too widely for a few seeds to fix its rate."""
   init_fn, apply_fn, kernel_fn = net
   k = kernel_fn(x, None, ("nngp", "ntk"))
   k_test = kernel_fn(x_test, x, "ntk")
+  nngp_err, ntk_err = init_errors(net, x, k, keys if init_keys is None else init_keys,
+                                  chunk=len(keys))
   params = jax.vmap(lambda key: init_fn(key, x.shape)[1])(keys)
   one = jax.tree_util.tree_map(lambda a: a[0], params)
   lrs = optim.learning_rates(net, one)
   ntk_fn = empirical_ntk_fn(apply_fn, implementation="structured", learning_rates=lrs)
-  nngp_fn = conditional_nngp_fn(apply_fn)
   opt = optim.sgd(net, lr)
 
   @jax.jit
   def run(params):
     f0 = jax.vmap(lambda p: apply_fn(p, x))(params)
-    nngp0 = jax.vmap(lambda p: nngp_fn(x, None, p))(params)
     ntk0 = jax.vmap(lambda p: ntk_fn(x, None, p))(params)
     loss_fn = lambda p: 0.5 * jnp.mean(jnp.sum((apply_fn(p, x) - y) ** 2, -1))
 
@@ -140,15 +163,15 @@ def measure(net: stax.Layer, x, y, x_test, keys, lr: float, steps: int):
     g0 = jax.vmap(lambda p: apply_fn(p, x_test))(params)
     gT = jax.vmap(lambda p: apply_fn(p, x_test))(pT)
     ntkT = jax.vmap(lambda p: ntk_fn(x, None, p))(pT)
-    return f0, g0, nngp0, ntk0, losses, gT, ntkT
+    return f0, g0, ntk0, losses, gT, ntkT
 
-  f0, g0, nngp0, ntk0, losses, gT, ntkT = run(params)
+  f0, g0, ntk0, losses, gT, ntkT = run(params)
   lin = jax.vmap(lambda f, g: predict.gradient_descent_mse(k.ntk, y, lr)(
       fx_train_0=f, fx_test_0=g, k_test_train=k_test, steps=steps)[1])(f0, g0)
   per_seed = lambda fn, *a: np.asarray(jax.vmap(fn)(*a))
   return {
-      "nngp_err": per_seed(lambda e: rel_err(e, k.nngp), nngp0),
-      "ntk_err": per_seed(lambda e: rel_err(e, k.ntk), ntk0),
+      "nngp_err": nngp_err,
+      "ntk_err": ntk_err,
       "ntk_change": per_seed(rel_err, ntkT, ntk0),
       "lin_dist": per_seed(lambda a, b: jnp.linalg.norm(a - b) / jnp.linalg.norm(b), gT, lin),
       "final_loss": np.asarray(losses[-1]),
@@ -171,12 +194,21 @@ def learning_rate(x, depth, activation, fraction, architecture="mlp", parameteri
 def run_experiment(out: str, widths: Sequence[int], parameterizations: Sequence[str], seeds: int,
                    n_points: int, depth: int, activation: str, steps: int, lr_fraction: float,
                    dataset: str, seed: int, progress: bool = True,
-                   cnn_widths: Sequence[int] = ()) -> dict:
-  """Runs (or resumes) the experiment; returns the summary dict also written to disk."""
+                   cnn_widths: Sequence[int] = (), init_seeds: int | None = None,
+                   cnn_init_seeds: int | None = None) -> dict:
+  """Runs (or resumes) the experiment; returns the summary dict also written to disk.
+
+  ``seeds`` networks per width are trained; the kernel errors at initialisation are
+  measured on ``init_seeds`` networks (``cnn_init_seeds`` for the CNN; default ``seeds``),
+  the trained ones among them."""
   from tqdm import tqdm
   config = dict(widths=list(widths), parameterizations=list(parameterizations), seeds=seeds,
                 n_points=n_points, depth=depth, activation=activation, steps=steps,
                 lr_fraction=lr_fraction, dataset=dataset, seed=seed)
+  n_init = {}
+  for arch, name, n in (("mlp", "init_seeds", init_seeds), ("cnn", "cnn_init_seeds",
+                                                           cnn_init_seeds)):
+    config[name] = n_init[arch] = max(seeds, n or seeds)
   if cnn_widths:
     config["cnn_widths"] = list(cnn_widths)
   runs.check_resumable(out, config, EXTENDABLE)
@@ -198,8 +230,11 @@ def run_experiment(out: str, widths: Sequence[int], parameterizations: Sequence[
     for p, w in tqdm(todo, desc=f"{arch} widths", disable=not progress):
       lr = lrs[series(arch, p)]
       t0 = time.time()
-      keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), w), seeds)
-      m = measure(build(w, depth, activation, pz.get(p), arch), x, y, x_test, keys, lr, steps)
+      key = jax.random.fold_in(jax.random.PRNGKey(seed), w)
+      keys = jax.random.split(key, seeds)
+      more = jax.random.split(jax.random.fold_in(key, 1), n_init[arch] - seeds)
+      m = measure(build(w, depth, activation, pz.get(p), arch), x, y, x_test, keys, lr, steps,
+                  init_keys=jnp.concatenate([keys, more]))
       name = series(arch, p)
       rec = {"key": f"{name}/{w}", "series": name, "parameterization": p, "width": w,
              "seconds": time.time() - t0, "lr": lr}
@@ -219,7 +254,11 @@ RATES = ("nngp_err", "ntk_err", "ntk_change", "lin_dist")
 
 
 def summarise(records, names, widths, cnn_widths=()) -> dict:
-  """Per series (``ntk``, ``cnn/mup``, ...): means, errors and fitted rates against width."""
+  """Per series (``ntk``, ``cnn/mup``, ...): means, errors and fitted rates against width.
+
+  A rate is the least-squares slope of log(value) of every network against log(width)
+  (`kernels.slopes.loglog_fit`): at leading order each value is width^rate times a random
+  factor whose law does not depend on width, so the slope estimates the rate."""
   out = {}
   for p in names:
     ws = cnn_widths if p.startswith("cnn/") else widths
@@ -230,7 +269,10 @@ def summarise(records, names, widths, cnn_widths=()) -> dict:
     for q in RATES:
       means = [float(np.mean(r[q])) for r in recs]
       sems = [float(np.std(r[q]) / np.sqrt(len(r[q]))) for r in recs]
-      fit = slopes.loglog_fit(ws, means) if len(ws) >= 2 else None
+      # One point per network, not per width: the interval then rests on the spread of
+      # the networks (widths * seeds - 2 degrees of freedom, not widths - 2).
+      x = [w for w, r in zip(ws, recs) for _ in r[q]]
+      fit = slopes.loglog_fit(x, [v for r in recs for v in r[q]]) if len(ws) >= 2 else None
       entry[q] = {"mean": means, "sem": sems, **({
           "slope": fit.slope, "intercept": fit.intercept, "low": fit.low, "high": fit.high}
           if fit else dict.fromkeys(("slope", "intercept", "low", "high"), float("nan")))}
@@ -273,10 +315,14 @@ def summary_markdown(config, summary, lrs) -> str:
              "average pooling; series cnn/...)")
   lines = ["# Theory against finite width", "",
            f"Data: {config['dataset']} ({config['n_points']} points); {nets}; "
-           f"{config['seeds']} seeds per width; {config['steps']} GD steps at lr "
+           f"{config['seeds']} trained networks per width (kernel errors at initialisation: "
+           f"{config['init_seeds']} networks"
+           + (f", CNN {config['cnn_init_seeds']}"
+              if config.get("cnn_widths") else "")
+           + f"); {config['steps']} GD steps at lr "
            + ", ".join(f"{lr:.4g} ({a})" for a, lr in lrs.items()) + ".", "",
-           "Fitted exponents of the mean over seeds against width, with their 95% intervals "
-           "(theory in brackets):", "",
+           "Fitted exponents in width (least squares on the logarithm of every network's "
+           "value), with their 95% intervals (theory in brackets):", "",
            "| parameterization | NNGP error (-0.5) | NTK error (-0.5) | NTK change (ntk: -0.5 to -1, "
            "mup: 0) | test gap to linearised GD (ntk: < 0, mup: 0) |", "|---|---|---|---|---|"]
   for p, e in summary.items():
@@ -312,6 +358,10 @@ def check(config) -> None:
       raise ValueError(f"config.parameterizations: {e}") from None
   for name, least in (("seeds", 1), ("n_points", 2), ("depth", 1), ("steps", 1), ("seed", 0)):
     program.int_field(config, name, minimum=least)
+  for name in ("init_seeds", "cnn_init_seeds"):
+    if name in config and program.int_field(config, name, minimum=1) < config.seeds:
+      raise ValueError(f"config.{name} must be >= config.seeds (the trained networks are among "
+                       f"them), got {config[name]} < {config.seeds}.")
   program.choice_field(config, "activation", tuple(ACTIVATIONS))
   program.choice_field(config, "dataset", ("digits", "synthetic"))
   program.number_field(config, "lr_fraction", positive=True)
@@ -324,7 +374,9 @@ def run(config, out: str, progress: bool = True) -> dict:
                            program.names_field(config, "parameterizations"),
                            config.seeds, config.n_points, config.depth, config.activation,
                            config.steps, config.lr_fraction, config.dataset, config.seed,
-                           progress=progress, cnn_widths=list(config.get("cnn_widths", ())))
+                           progress=progress, cnn_widths=list(config.get("cnn_widths", ())),
+                           init_seeds=config.get("init_seeds", None),
+                           cnn_init_seeds=config.get("cnn_init_seeds", None))
   print(f"\nResults in {out}. Fitted exponents in width with 95% intervals (theory: kernel "
         "errors -0.5; NTK change -0.5 to -1 under ntk, 0 under mup):")
   for p, e in summary.items():

@@ -47,7 +47,8 @@ def _program(*args, cwd):
 
 
 TINY = ["--config.widths=16,64", "--config.parameterizations=ntk", "--config.seeds=2",
-        "--config.n_points=6", "--config.depth=1", "--config.steps=3", "--config.cnn_widths=8"]
+        "--config.n_points=6", "--config.depth=1", "--config.steps=3", "--config.cnn_widths=8",
+        "--config.init_seeds=3", "--config.cnn_init_seeds=5"]
 
 
 def test_program_runs_end_to_end_and_resumes(tmp_path):
@@ -60,13 +61,18 @@ def test_program_runs_end_to_end_and_resumes(tmp_path):
   keys = [json.loads(line)["key"] for line in (out / "metrics.jsonl").read_text().splitlines()]
   assert keys == ["ntk/16", "ntk/64", "cnn/ntk/8"]
   assert config["cnn_widths"] == [8]
+  # The kernel errors at initialisation come from more networks than are trained.
+  recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+  assert [len(r["nngp_err"]) for r in recs] == [3, 3, 5]
+  assert [len(r["ntk_err"]) for r in recs] == [3, 3, 5]
+  assert [len(r["ntk_change"]) for r in recs] == [2, 2, 2]
   for name in ("summary.json", "summary.md", "rates.png", "loss_curves.png"):
     assert (out / name).exists(), name
   # A rerun of the same config recomputes nothing; one of another config is refused.
   before = (out / "metrics.jsonl").read_text()
   cfg = program.load_config_file(width_check.PROGRAM.default_config_path)
   cfg.update(widths=(16, 64), parameterizations=("ntk",), seeds=2, n_points=6, depth=1, steps=3,
-             cnn_widths=(8,))
+             cnn_widths=(8,), init_seeds=3, cnn_init_seeds=5)
   width_check.PROGRAM.prepare(cfg, str(out))
   s = width_check.run(cfg, str(out), progress=False)
   assert (out / "metrics.jsonl").read_text() == before
@@ -90,6 +96,7 @@ def test_rates_are_printed_with_their_interval():
     ("parameterizations", ("ntk", "bogus")), ("n_points", 1), ("lr_fraction", -1.0),
     ("lr_fraction", float("nan")), ("activation", "swish"), ("dataset", "mnist"),
     ("depth", 0), ("steps", -3), ("cnn_widths", (8, -1)), ("dataset", "synthetic"),
+    ("init_seeds", 2), ("cnn_init_seeds", 0),
 ])
 def test_bad_config_field_is_rejected_with_its_name(tmp_path, field, value):
   cfg = program.load_config_file(width_check.PROGRAM.default_config_path)
@@ -101,6 +108,7 @@ def test_bad_config_field_is_rejected_with_its_name(tmp_path, field, value):
 
 @pytest.mark.parametrize("args,message", [
     (["--config.seeds=0"], "config.seeds must be an integer >= 1, got 0."),
+    (["--config.init_seeds=2"], "config.init_seeds must be >= config.seeds"),
     (["--config.seeds=x"], "--config.seeds=x"),
     (["--config.parameterizations=ntk,bogus"], "config.parameterizations: Unknown"),
     (["--config.sedes=2"], "--config.sedes: config has no field 'sedes'"),
