@@ -16,6 +16,9 @@ file, as in the Flax examples:
   different config is refused the same way (fields the program lists as
   extendable, such as the widths, may change: new entries are computed, old
   ones are kept; a config whose field ``overwrite`` is True starts afresh).
+* Compiled XLA programs are kept on disk (`kernels.compile_cache`), so a later
+  process of the same shapes, whatever its hyperparameters, does not compile
+  them again; ``WIDENETS_COMPILE_CACHE`` names the folder or, ``off``, turns it off.
 * The run writes one folder through `kernels.runs.RunDir` (config.json,
   metrics.jsonl, PNG figures, summary.md, each written atomically), shows its
   progress with tqdm, and a rerun skips the work already recorded.
@@ -30,7 +33,7 @@ import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from kernels import cli, runs
+from kernels import cli, compile_cache, runs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -165,6 +168,7 @@ def main(program: Program, argv: Optional[Sequence[str]] = None) -> None:
       program.prepare(config, out)
     except ValueError as e:
       cli.fail(program.name, e)
+    compile_cache.enable()  # the next process with the same shapes skips XLA compilation
     program.run(config, out)
 
   app.run(_main, argv=argv, flags_parser=cli.flags_parser(program.name))

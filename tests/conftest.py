@@ -7,6 +7,9 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 "
                       "--xla_cpu_collective_timeout_seconds=900 "
                       "--xla_cpu_collective_call_terminate_timeout_seconds=900")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Programs run by the tests keep no compiled programs on disk (kernels.compile_cache);
+# the test of the cache names its own folder.
+os.environ.setdefault("WIDENETS_COMPILE_CACHE", "off")
 
 import pathlib  # noqa: E402
 

@@ -39,11 +39,11 @@ def test_rates_and_run_folder(tmp_path):
   assert json.loads(json.dumps(s2)) == json.loads((out / "summary.json").read_text())
 
 
-def _program(*args, cwd):
+def _program(*args, cwd, **env):
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   return subprocess.run([sys.executable, "-m", "kernels.width_check", *args], cwd=cwd,
-                        env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True,
-                        timeout=300)
+                        env=dict(os.environ, PYTHONPATH=root, **env), capture_output=True,
+                        text=True, timeout=300)
 
 
 TINY = ["--config.widths=16,64", "--config.parameterizations=ntk", "--config.seeds=2",
@@ -53,8 +53,10 @@ TINY = ["--config.widths=16,64", "--config.parameterizations=ntk", "--config.see
 
 def test_program_runs_end_to_end_and_resumes(tmp_path):
   out = tmp_path / "run"
-  r = _program(f"--out={out}", *TINY, cwd=tmp_path)
+  cache = tmp_path / "compiled"
+  r = _program(f"--out={out}", *TINY, cwd=tmp_path, WIDENETS_COMPILE_CACHE=str(cache))
   assert r.returncode == 0, r.stderr
+  assert any(cache.iterdir()), "the program kept no compiled program (kernels.compile_cache)"
   assert "NNGP error" in r.stdout
   config = json.loads((out / "config.json").read_text())
   assert config["widths"] == [16, 64] and config["seeds"] == 2 and config["activation"] == "relu"
