@@ -45,7 +45,7 @@ class WidthConvergence:
                    f"{self.ntk_bias[i]:.3e}   {self.ntk_spread[i]:.3e}")
     lines.append("fitted exponents (theory: bias -1, spread -1/2):")
     for k, (s, e) in self.exponents.items():
-      lines.append(f"  {k:12s} {s:+.3f} +/- {e:.3f}")
+      lines.append(f"  {k:12s} {slopes.interval_text(s, e, len(self.widths))}")
     return "\n".join(lines)
 
 
@@ -111,8 +111,8 @@ class SplitBias:
     lines = ["width  bias(N)-bias(2N)  stderr"]
     for n, d, e in zip(self.widths, self.difference, self.stderr):
       lines.append(f"{int(n):5d}  {d:+.3e}        {e:.1e}")
-    lines.append(f"fitted exponent (theory -1): {self.exponent[0]:+.3f} +/- "
-                 f"{self.exponent[1]:.3f}")
+    lines.append("fitted exponent (theory -1): " + slopes.interval_text(
+        self.exponent[0], self.exponent[1], len(self.widths)))
     return "\n".join(lines)
 
 

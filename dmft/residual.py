@@ -53,17 +53,20 @@ class DepthConvergence:
     distance: max_t |loss_L(t) - loss_inf(t)| for each depth.
     exponent: fitted exponent of distance ~ L^exponent (with stderr).
     loss_infinite: (steps+1,) Richardson-extrapolated infinite-depth loss.
+    exponent_points: how many depth differences the exponent was fitted to (its
+      interval: `kernels.slopes.interval_text`).
   """
   n_blocks: np.ndarray
   loss: np.ndarray
   distance: np.ndarray
   exponent: tuple
   loss_infinite: np.ndarray
+  exponent_points: int = 0
 
   def as_dict(self):
     return dict(n_blocks=self.n_blocks.tolist(), distance=self.distance.tolist(),
                 exponent={"slope": self.exponent[0],
-                          "stderr": self.exponent[1]},
+                          "stderr": self.exponent[1], "points": self.exponent_points},
                 final_loss=self.loss[:, -1].tolist(),
                 final_loss_infinite=float(self.loss_infinite[-1]))
 
@@ -110,4 +113,4 @@ def infinite_depth_limit(X, y, *, n_blocks: Sequence[int] = (1, 2, 4, 8),
   distance = np.max(np.abs(losses - loss_inf[None]), axis=1)
   return DepthConvergence(n_blocks=depths, loss=losses, distance=distance,
                           exponent=(float(slope), float(se)),
-                          loss_infinite=loss_inf)
+                          loss_infinite=loss_inf, exponent_points=int(good.sum()))

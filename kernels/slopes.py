@@ -81,6 +81,18 @@ def loglog_fit(x, y, confidence: float = 0.95) -> LogLogFit:
                    high=slope + half, confidence=confidence, n=n)
 
 
+def interval_text(slope: float, stderr: float, n: int, confidence: float = 0.95) -> str:
+  """``slope +/- stderr`` with its Student-t interval from ``n`` points (n - 2 degrees of
+  freedom), as `loglog_fit` computes it: with few points the interval is much wider than
+  the standard error (3 points: 12.7 standard errors each side at 95%)."""
+  text = f"{slope:+.3f} +/- {stderr:.3f}"
+  if n > 2 and math.isfinite(stderr):
+    half = _t_quantile(0.5 + confidence / 2, n - 2) * stderr
+    return (f"{text} ({round(100 * confidence)}% interval {slope - half:+.3f} to "
+            f"{slope + half:+.3f}, {n} points)")
+  return f"{text} ({n} points, no interval)"
+
+
 def windowed_slopes(x, y, factor: float = 4.0, min_points: int = 5):
   """Local log-log slopes: `loglog_fit` over consecutive windows of x, each a factor wide.
 

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from kernels.slopes import interval_text
 from kernels.slopes import loglog_fit
 from kernels.slopes import windowed_slopes
 
@@ -67,3 +68,15 @@ def test_windowed_slopes_skip_sparse_windows():
 def test_windowed_slopes_bad_input(x, y, kw, word):
   with pytest.raises(ValueError, match=word):
     windowed_slopes(x, y, **kw)
+
+
+def test_interval_text_is_the_fits_own_interval():
+  x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+  y = x ** -0.5 * np.exp(0.05 * np.array([1.0, -1.0, 0.5, 0.0, -0.5]))
+  fit = loglog_fit(x, y)
+  text = interval_text(fit.slope, fit.stderr, fit.n)
+  assert text == (f"{fit.slope:+.3f} +/- {fit.stderr:.3f} (95% interval {fit.low:+.3f} to "
+                  f"{fit.high:+.3f}, 5 points)")
+  # Three points: one degree of freedom, 12.7 standard errors each side.
+  assert "interval -1.771 to +0.771" in interval_text(-0.5, 0.1, 3)
+  assert interval_text(-0.5, float("nan"), 2) == "-0.500 +/- nan (2 points, no interval)"
