@@ -110,14 +110,13 @@ def rel_err(a, b):
   return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
 
 
-def init_errors(net: stax.Layer, x, k, keys, chunk: int):
-  """Relative errors of the empirical NNGP and NTK of one network per key against ``k``.
+def init_errors(net: stax.Layer, ntk_fn, x, k, keys, chunk: int):
+  """Relative errors of the empirical NNGP and of ``ntk_fn`` of one network per key
+  against ``k``.
 
   The networks are sampled and measured ``chunk`` at a time (`jax.lax.map`), so that many
   seeds of a wide network never hold all their parameters at once."""
   init_fn, apply_fn, _ = net
-  lrs = optim.learning_rates(net, init_fn(keys[0], x.shape)[1])
-  ntk_fn = empirical_ntk_fn(apply_fn, implementation="structured", learning_rates=lrs)
   nngp_fn = conditional_nngp_fn(apply_fn)
 
   def one(key):
@@ -138,12 +137,12 @@ def measure(net: stax.Layer, x, y, x_test, keys, lr: float, steps: int, init_key
   init_fn, apply_fn, kernel_fn = net
   k = kernel_fn(x, None, ("nngp", "ntk"))
   k_test = kernel_fn(x_test, x, "ntk")
-  nngp_err, ntk_err = init_errors(net, x, k, keys if init_keys is None else init_keys,
-                                  chunk=len(keys))
   params = jax.vmap(lambda key: init_fn(key, x.shape)[1])(keys)
   one = jax.tree_util.tree_map(lambda a: a[0], params)
   lrs = optim.learning_rates(net, one)
   ntk_fn = empirical_ntk_fn(apply_fn, implementation="structured", learning_rates=lrs)
+  nngp_err, ntk_err = init_errors(net, ntk_fn, x, k,
+                                  keys if init_keys is None else init_keys, chunk=len(keys))
   opt = optim.sgd(net, lr)
 
   @jax.jit

@@ -91,6 +91,8 @@ def analyse(records: dict, entropy_rate: float, *, power_law_grid=None, chinchil
 
 
 def run(cfg, out):
+  """Trains (or resumes) the ladder in ``out`` and fits it; returns `analyse`'s (report,
+  fits)."""
   check(cfg)
   sizes = [tuple(s) for s in cfg.sizes]
   rd = sweep.open_run(out, cfg, extendable=("sizes",))
@@ -130,7 +132,7 @@ def run(cfg, out):
             f"* Chinchilla L(N, D) = E + A/N^alpha + B/D^beta on {len(ll)} points: E = "
             f"{ch.E:.4f} ({100 * err_ch:+.2f}%), alpha = {ch.alpha:.3f}, beta = {ch.beta:.3f}"]
   rd.write_text("summary.md", "\n".join(lines) + "\n")
-  return report
+  return report, fits
 
 
 def _plot(N, final, pl, h, nn, dd, ll, ch, path):
