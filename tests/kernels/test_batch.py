@@ -194,15 +194,18 @@ def _peak_above_baseline(tmp_path, n, batch_size):
 @pytest.mark.slow
 def test_batched_memory_beyond_the_output_does_not_grow_with_n(tmp_path):
   """Tiles of 500: the peak memory beyond the two (n, n) float32 outputs stays at the tile
-  programs' fixed cost (0.102 and 0.106 GB at n = 2000 and 6000 when measured), while the
-  unbatched computation's grows with n (0.078 -> 0.197 GB) and ends above the batched one."""
+  programs' fixed cost (0.08-0.11 GB at n = 2000 and 6000 when measured), below one more
+  (n, n) matrix at n = 6000, and never above the unbatched computation's peak. How much the
+  unbatched one needs depends on how XLA fuses it (0.08 to 0.20 GB beyond the output at 6000
+  on different machines), so it is a bound here, not a target."""
   output = lambda n: 2 * n * n * 4 / 2 ** 30
   small, large = (_peak_above_baseline(tmp_path, n, 500) - output(n) for n in (2000, 6000))
   unbatched = _peak_above_baseline(tmp_path, 6000, 0)
   print(f"batched beyond output: {small:.3f} GB (n=2000), {large:.3f} GB (n=6000); "
         f"unbatched at 6000: {unbatched - output(6000):.3f} GB beyond output")
   assert large - small < 0.03
-  assert large + output(6000) < unbatched
+  assert large < output(6000) / 2
+  assert large + output(6000) < unbatched + 0.03
 
 
 def test_masked_inputs_tile_like_the_direct_kernel():
