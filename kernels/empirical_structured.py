@@ -282,6 +282,34 @@ def layer_terms(P1, P2, G1, G2, cw, cb, mode, same, order=None):
   return bias, jnp.einsum(spec, X, G1, G2)
 
 
+def channelwise_head_terms(P1, P2, M1, M2, W, cw, cb, mode, same):
+  """The contribution, in ``mode``'s accumulation layout, of the last Conv layer of a
+  network ``f = h(conv(x)) W + b`` whose head ``h`` acts on each example and channel alone
+  (`kernels.channelwise`): its output cotangents factor as ``G_i[s, c] = M[s, c] W[c, i]``,
+  so (Novak et al. 2022, Sec. 3.3, with this factorisation)
+
+    ``Theta(x1 a, i; x2 b, j) = sum_c W[c, i] W[c, j] B[a, b, c]``,
+    ``B[a, b, c] = cw sum_f A1[a, f, c] A2[b, f, c] + cb s1[a, c] s2[b, c]``,
+
+  with ``A[a] = P[a]^T M[a]`` and ``s[a] = sum_s M[a, s]``: one contraction of the patches
+  per example instead of one per output.
+
+  P: (n, S, f) input patches; M: (n, S, C) the head's cotangent of ones; W: (C, k).
+  """
+  A1 = jnp.einsum("asf,asc->caf", P1, M1)  # channel-major: B is one batched product
+  A2 = A1 if same else jnp.einsum("asf,asc->caf", P2, M2)
+  B = cw * jnp.einsum("caf,cbf->abc", A1, A2)
+  if cb is not None:
+    s1 = jnp.sum(M1, axis=1)
+    s2 = s1 if same else jnp.sum(M2, axis=1)
+    B = B + cb * s1[:, None, :] * s2[None, :, :]
+  if mode == "full":  # (a, i, b, j)
+    return jnp.einsum("abc,ci,cj->aibj", B, W, W)
+  if mode == "diag":  # (a, b, i)
+    return jnp.einsum("abc,ci->abi", B, W * W)
+  return B @ jnp.sum(W * W, axis=1)  # (a, b): the sum over outputs
+
+
 def per_example_jacobian(P, G):
   """``J[i, a] = P[i]^T G[a, i]``, the weight gradient of output ``a`` at example ``i``
   (Novak et al. 2022, Sec. 3.3: ``sum_s P[s] (x) G_a[s]``), as (n, k, o f).

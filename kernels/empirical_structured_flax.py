@@ -7,6 +7,12 @@ that of `kernels.empirical_structured` with multipliers 1. Anything else (other 
 with parameters, a layer called twice, grouped or dilated convolutions, explicit
 padding, collections other than ``params``) makes `structured_ntk` return None, and the
 caller falls back to NTK-vector products.
+
+A network that ends ``Conv -> h -> Dense`` with ``h`` acting on each example and channel
+alone (activation, pooling; `kernels.channelwise`) has per-output cotangents at the last
+Conv that factor as ``M[s, c] W[c, i]``: that layer is contracted once per example
+(`kernels.empirical_structured.channelwise_head_terms`) and the k cotangents start at its
+input, produced by one wide transposed convolution (`channelwise_head`, `_head_parts`).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kernels import channelwise
 from kernels import empirical_structured as es
 
 class _Unsupported(Exception):
@@ -57,7 +64,10 @@ def _patches(mod, x):
   return es.patches(x, tuple(mod.kernel_size), _strides(mod), mod.padding.upper())
 
 
-def _run(module, variables, x, probes, record):
+def _run(module, variables, x, probes, record, override=None, outputs=None):
+  """``module.apply`` with each Dense and Conv layer's input kept in ``record`` (in call
+  order), ``probes`` added to their outputs, the output of the layers in ``override``
+  replaced, and their outputs kept in ``outputs``."""
   def interceptor(next_fun, args, kwargs, context):
     mod = context.module
     if context.method_name != "__call__" or not isinstance(mod, (nn.Dense, nn.Conv)):
@@ -67,13 +77,51 @@ def _run(module, variables, x, probes, record):
       raise _Unsupported()  # the same layer called twice
     _check(mod, args[0])
     record[path] = (mod, args[0])
-    y = next_fun(*args, **kwargs)
-    if probes is not None:
+    if override is not None and path in override:
+      y = override[path]
+    else:
+      y = next_fun(*args, **kwargs)
+    if probes is not None and path in probes:
       y = y + probes[path]
+    if outputs is not None:
+      outputs[path] = y
     return y
 
   with nn.intercept_methods(interceptor):
     return module.apply(variables, x)
+
+
+def channelwise_head(module, variables, x):
+  """``(last, dense)`` paths when the network is ``f = h(z) W + b``: ``dense`` the last
+  Dense layer called, whose output is the network's own, ``z`` the output of the Conv
+  layer ``last`` called just before it, ``h`` acting on each example and channel alone
+  (`kernels.channelwise`), and every other layer reaching ``f`` only through the input
+  of ``last``; else None."""
+  rec, outs, found = {}, {}, {}
+
+  def run():
+    y = _run(module, variables, x, None, rec, outputs=outs)
+    found["output_is_last"] = bool(rec) and y is outs[list(rec)[-1]]
+    return y
+
+  try:
+    jax.eval_shape(run)
+  except _Unsupported:
+    return None
+  order = list(rec)
+  if len(order) < 2 or not found["output_is_last"]:
+    return None
+  last, dense = order[-2], order[-1]
+  if not isinstance(rec[dense][0], nn.Dense) or not isinstance(rec[last][0], nn.Conv):
+    return None
+  z = jax.ShapeDtypeStruct(outs[last].shape, outs[last].dtype)
+  below = {p: jax.ShapeDtypeStruct(outs[p].shape, outs[p].dtype) for p in order[:-2]}
+  head = _head_fn(module, variables, x, last, dense)
+  if not channelwise.is_channelwise(lambda z: head(z, {}), z):
+    return None
+  if not channelwise.ignores(head, z, below):
+    return None
+  return last, dense
 
 
 def _leaf(tree, path, name):
@@ -94,6 +142,65 @@ def _covered(variables, record) -> bool:
   return True
 
 
+def _head_fn(module, variables, x, last, dense):
+  """(z, probes) -> the input of ``dense`` when the output of ``last`` is z."""
+  def head(z, probes):
+    rec = {}
+    _run(module, variables, x, probes, rec, override={last: z})
+    return rec[dense][1]
+  return head
+
+
+def _conv_input_cotangents(mod, kernel, w, m, in_shape):
+  """``conv^T(m * w[:, i])`` for every output i, (k, *in_shape): the cotangents at the
+  input of the Conv layer ``mod`` (kernel (*window, d, C)) when its output's are
+  ``m[..., c] w[c, i]``, as one transposed convolution from C channels to k d channels
+  with the kernel ``kernel[..., d, c] w[c, i]`` (a wide product, not k narrow ones)."""
+  k, d = w.shape[1], kernel.shape[-2]
+  wide = jnp.einsum("...dc,ci->...idc", kernel, w).reshape(kernel.shape[:-2] + (k * d, -1))
+  spatial = "DHW"[3 - len(mod.kernel_size):]
+  dn = ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+
+  def conv(a):
+    return jax.lax.conv_general_dilated(a, wide, _strides(mod), mod.padding.upper(),
+                                        dimension_numbers=dn, precision=mod.precision)
+
+  zeros = jnp.zeros(in_shape[:-1] + (k * d,), m.dtype)
+  u = jax.vjp(conv, zeros)[1](m)[0]
+  u = u.reshape(in_shape[:-1] + (k, d))
+  return jnp.moveaxis(u, -2, 0)
+
+
+def _head_parts(module, variables, x, last, dense):
+  """Outputs, recorded inputs, cotangents of every layer but ``last`` (k, n, ...) and the
+  head's cotangent of ones M at the output of ``last`` (n, positions, C), for a network
+  with a channel-wise head (`channelwise_head`): the k cotangents start at the input of
+  ``last`` (`_conv_input_cotangents`), not at the output."""
+  rec0, outs0 = {}, {}
+  jax.eval_shape(lambda: _run(module, variables, x, None, rec0, outputs=outs0))
+  order = list(rec0)
+  probes = {p: jnp.zeros(outs0[p].shape, outs0[p].dtype) for p in order[:-2]}
+
+  def low(pr):
+    rec, outs = {}, {}
+    y = _run(module, variables, x, pr, rec, outputs=outs)
+    return rec[last][1], (y, {p: xi for p, (_, xi) in rec.items()}, outs[last])
+
+  a, vjp_low, (y, inputs, z) = jax.vjp(low, probes, has_aux=True)
+  if y.ndim != 2:
+    return None
+  phi, vjp_head = jax.vjp(lambda z: _head_fn(module, variables, x, last, dense)(z, {}), z)
+  m = vjp_head(jnp.ones_like(phi))[0]
+  w = _leaf(variables["params"], dense, "kernel")
+  kernel = _leaf(variables["params"], last, "kernel")
+  u = _conv_input_cotangents(rec0[last][0], kernel, w, m, a.shape)
+  g = jax.vmap(lambda c: vjp_low(c)[0])(u) if probes else {}
+  k, n = y.shape[1], y.shape[0]
+  g = dict(g)
+  g[dense] = jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k, n, k))
+  return y, inputs, g, m.reshape(m.shape[0], -1, m.shape[-1])
+
+
 def structured_ntk(module, x1, x2, variables, trace, diag, lr_tree=None):
   """The empirical NTK of ``module.apply`` with outputs (n, k), or None where unsupported."""
   try:
@@ -104,8 +211,12 @@ def structured_ntk(module, x1, x2, variables, trace, diag, lr_tree=None):
   if not _covered(variables, rec0):
     return None
   mods = {p: m for p, (m, _) in rec0.items()}
+  head = channelwise_head(module, variables, x1)
+  last, dense_path = head if head is not None else (None, None)
 
   def parts(x):
+    if head is not None:
+      return _head_parts(module, variables, x, last, dense_path)
     out_shapes = jax.eval_shape(lambda: _outputs(module, variables, x))
     probes = {p: jnp.zeros(s.shape, s.dtype) for p, s in out_shapes.items()}
 
@@ -113,14 +224,15 @@ def structured_ntk(module, x1, x2, variables, trace, diag, lr_tree=None):
       rec = {}
       y = _run(module, variables, x, pr, rec)
       return y, {p: xi for p, (_, xi) in rec.items()}
-    return es.cotangents(fwd, probes)
+    got = es.cotangents(fwd, probes)
+    return None if got is None else got + (None,)
 
   p1 = parts(x1)
   if p1 is None:
     return None
-  y1, rec1, g1 = p1
+  y1, rec1, g1, m1 = p1
   same = x2 is None
-  y2, rec2, g2 = p1 if same else parts(x2)
+  y2, rec2, g2, m2 = p1 if same else parts(x2)
   k, n1, n2 = y1.shape[1], y1.shape[0], y2.shape[0]
   mode = es.output_mode(trace, diag)
   terms, dense = [], 0.0
@@ -133,6 +245,11 @@ def structured_ntk(module, x1, x2, variables, trace, diag, lr_tree=None):
     has_bias = _leaf(variables["params"], path, "bias") is not None
     P1 = _patches(mod, rec1[path])
     P2 = P1 if same else _patches(mod, rec2[path])
+    if path == last:  # the head's factorised cotangents
+      W = _leaf(variables["params"], dense_path, "kernel")
+      dense = dense + es.channelwise_head_terms(P1, P2, m1, m2, W, w_lr,
+                                                b_lr if has_bias else None, mode, same)
+      continue
     G1 = _flat_cotangents(g1[path])
     G2 = G1 if same else _flat_cotangents(g2[path])
     t, d = es.layer_terms(P1, P2, G1, G2, w_lr, b_lr if has_bias else None, mode, same)

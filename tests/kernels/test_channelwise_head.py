@@ -1,0 +1,93 @@
+"""A CNN read through a channel-wise head (pooling, activation, then Dense): the structured
+empirical NTK contracts its last convolution once per example; values equal the Jacobian
+contraction in float64. `kernels.channelwise` tells such heads from ones that mix
+channels or examples."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kernels import channelwise, empirical_structured_flax
+from kernels.empirical import empirical_ntk_fn
+
+Z = jax.ShapeDtypeStruct((2, 4, 4, 3), jnp.float32)
+
+
+@pytest.mark.parametrize("head", [
+    lambda z: jnp.mean(nn.relu(z), axis=(1, 2)),
+    lambda z: jnp.max(nn.gelu(z) * jax.nn.sigmoid(z), axis=(1, 2)),
+    lambda z: nn.avg_pool(jnp.tanh(z), (2, 2), (2, 2)).reshape(2, -1, 3).sum(1),
+    lambda z: jnp.transpose(jax.jit(nn.swish)(z), (0, 3, 1, 2)).mean((2, 3)) * 2.0,
+], ids=["mean_relu", "max_gelu_sigmoid", "avgpool_sum", "transposed_jit"])
+def test_heads_acting_per_example_and_channel(head):
+  assert channelwise.is_channelwise(head, Z)
+
+
+@pytest.mark.parametrize("head", [
+    lambda z: jnp.mean(z, axis=(1, 2, 3))[:, None] * jnp.ones(3),  # sums over channels
+    lambda z: jnp.mean(z, (1, 2)) @ jnp.ones((3, 3)),  # mixes channels
+    lambda z: jnp.mean(z - z.mean(0), (1, 2)),  # mixes examples
+    lambda z: (z / jnp.linalg.norm(z, axis=-1, keepdims=True)).mean((1, 2)),  # normalises channels
+    lambda z: z.reshape(2, -1)[:, :3],  # flattens
+    lambda z: jnp.roll(z.mean((1, 2)), 1, axis=-1),  # permutes channels
+    lambda z: jnp.mean(z, (1, 2))[::-1],  # permutes examples
+], ids=["channel_sum", "matmul", "batch_centring", "channel_norm", "flatten", "roll", "reverse"])
+def test_heads_that_mix_are_refused(head):
+  assert not channelwise.is_channelwise(head, Z)
+
+
+class _CNN(nn.Module):
+  head: str = "gap"
+
+  @nn.compact
+  def __call__(self, x):
+    first = nn.relu(nn.Conv(4, (3, 3))(x))
+    x = nn.Conv(3, (2, 2), strides=(2, 1), padding="VALID")(first)
+    if self.head == "gap":
+      x = jnp.mean(nn.relu(x), axis=(1, 2))
+    elif self.head == "maxpool":
+      x = nn.max_pool(nn.gelu(x), (2, 2), padding="SAME").max(axis=(1, 2))
+    elif self.head == "standardise":  # mixes channels: no factorisation
+      x = jnp.mean(jax.nn.standardize(x, axis=-1), axis=(1, 2))
+    elif self.head == "skip":  # the first layer reaches the head directly
+      x = jnp.mean(nn.relu(x), axis=(1, 2)) + jnp.mean(first[..., :3], axis=(1, 2))
+    elif self.head == "flatten":
+      x = nn.relu(x).reshape(x.shape[0], -1)
+    return nn.Dense(3)(x)
+
+
+@pytest.mark.parametrize("head, factorised, every_mode", [
+    ("gap", True, True), ("maxpool", True, False), ("standardise", False, False),
+    ("skip", False, False), ("flatten", False, False)])
+def test_structured_ntk_with_and_without_the_factorised_head(head, factorised, every_mode):
+  with jax.enable_x64(True):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 6, 5, 2)))
+    m = _CNN(head)
+    v = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), m.init(jax.random.PRNGKey(1), x))
+    assert (empirical_structured_flax.channelwise_head(m, v, x) is not None) == factorised
+    lrs = jax.tree_util.tree_map(lambda a: 0.5 + a.size % 3, v)  # per-leaf learning rates
+    ref = _weighted_ntk(m.apply, v, x, lrs)  # (i, a, j, b), all five inputs
+    tol = dict(rtol=1e-10, atol=1e-12 * float(jnp.abs(ref).max()))
+    full = empirical_ntk_fn(m.apply, trace_axes=(), vmap_axes=0, implementation="structured",
+                            learning_rates=lrs)
+    np.testing.assert_allclose(full(x[:3], x[3:], v), jnp.transpose(ref, (0, 2, 1, 3))[:3, 3:],
+                               **tol)
+    if not every_mode:
+      return
+    np.testing.assert_allclose(full(x, None, v), jnp.transpose(ref, (0, 2, 1, 3)), **tol)
+    diag = empirical_ntk_fn(m.apply, trace_axes=(), diagonal_axes=-1, vmap_axes=0,
+                            implementation="structured", learning_rates=lrs)
+    np.testing.assert_allclose(diag(x, None, v), jnp.einsum("iaja->ija", ref), **tol)
+    traced = empirical_ntk_fn(m.apply, vmap_axes=0, implementation="structured",
+                              learning_rates=lrs)
+    np.testing.assert_allclose(traced(x[:3], x[3:], v), jnp.einsum("iaja->ij", ref)[:3, 3:] / 3,
+                               **tol)
+
+
+def _weighted_ntk(f, v, x, lrs):
+  """sum_p lr_p df_a(x_i)/dp df_b(x_j)/dp from the full Jacobian, (i, a, j, b)."""
+  jac = jax.jit(jax.jacobian(f))(v, x)
+  return sum(jnp.einsum("iap,jbp->iajb", a.reshape(a.shape[:2] + (-1,)),
+                        a.reshape(a.shape[:2] + (-1,))) * r
+             for a, r in zip(jax.tree_util.tree_leaves(jac), jax.tree_util.tree_leaves(lrs)))
