@@ -7,13 +7,16 @@ per-output cotangents at the convolution factor as ``M[a, s, c] W[c, i]``, which
 the empirical NTK contract that layer once per example instead of once per output
 (`kernels.empirical_structured.channelwise_head_terms`).
 
-`is_channelwise` decides this from the function's jaxpr, by following which axis of
-every intermediate array is the example axis and which the channel axis: elementwise
+`is_channelwise` decides this from the jaxpr of the function's JVP (the linear map
+that JAX's derivatives of it use: custom derivative rules included, primal values
+held fixed), by following which axis of every intermediate tangent is the example
+axis and which the channel axis: elementwise
 operations, broadcasts, reductions, windows, slices and paddings over the other axes,
 transposes and reshapes that leave the two axes whole keep the property; anything else
 that touches the input (a matrix product, a reduction over channels, a gather, an
-unknown primitive) marks its result, and the answer is False when a marked value
-reaches the output. The answer is structural, so it holds at
+unknown primitive, a loop) marks its result, and the answer is False when a marked
+value reaches the output; a function JAX cannot differentiate forward (a custom_vjp)
+is refused. The answer is structural, so it holds at
 every input of the same shape.
 """
 from __future__ import annotations
@@ -31,12 +34,15 @@ add sub mul div rem max min pow integer_pow neg sign floor ceil round is_finite 
 log log1p expm1 tanh logistic sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh
 sqrt rsqrt cbrt abs square erf erfc erf_inv lgamma digamma select_n convert_element_type
 eq ne lt le gt ge and or not xor stop_gradient copy copy_p reduce_precision clamp
-nextafter real imag conj
+nextafter real imag conj add_any
 """.split())
 _REDUCE = frozenset("reduce_sum reduce_max reduce_min reduce_prod reduce_and reduce_or "
                     "argmax argmin".split())
-_WINDOW = frozenset("reduce_window_sum reduce_window_max reduce_window_min".split())
-_SUBJAXPR = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+_WINDOW = frozenset("reduce_window_sum reduce_window_max reduce_window_min "
+                    "select_and_gather_add".split())
+# Calls whose sub-jaxpr maps its inputs to its outputs one to one (not loops or reducers).
+_CALLS = frozenset("jit pjit closed_call core_call remat2 checkpoint".split())
+_SUBJAXPR = ("jaxpr", "call_jaxpr")
 
 
 class _No(Exception):
@@ -48,18 +54,23 @@ _MIXED = ("mixed",)  # the tag of a value that may mix examples or channels
 
 def is_channelwise(fn, z) -> bool:
   """Whether ``fn(z)``, z of shape (n, ..., C) (an array or ``jax.ShapeDtypeStruct``),
-  returns (n, C) with ``fn(z)[a, c]`` a function of ``z[a, ..., c]`` alone."""
+  returns (n, C) whose derivative, as JAX computes it, couples ``fn(z)[a, c]`` only to
+  ``z[a, ..., c]``: a structural answer, the same at every z of this shape."""
   if len(z.shape) < 2:
     return False
+
+  def tangent(z0, t):
+    return jax.jvp(fn, (z0,), (t,))[1]
+
   try:
-    closed = jax.make_jaxpr(fn)(z)
+    closed = jax.make_jaxpr(tangent)(z, z)
   except Exception:  # pylint: disable=broad-except
     return False
   jaxpr = closed.jaxpr
-  if len(jaxpr.invars) != 1 or len(jaxpr.outvars) != 1:
+  if len(jaxpr.invars) != 2 or len(jaxpr.outvars) != 1:
     return False
   tags_in = (N,) + (None,) * (len(z.shape) - 2) + (C,)
-  (out,) = _walk(jaxpr, [tags_in])
+  (out,) = _walk(jaxpr, [None, tags_in])  # the primal input is a constant here
   out_aval = jaxpr.outvars[0].aval
   return (out == (N, C) and tuple(out_aval.shape) == (z.shape[0], z.shape[-1]))
 
@@ -156,7 +167,7 @@ def _rule(eqn, ins):
     if t0[p["dimension"]] is not None or any(t != t0 for t in tagged):
       raise _No()
     return [t0]
-  sub = next((p[k] for k in _SUBJAXPR if k in p), None)
+  sub = next((p[k] for k in _SUBJAXPR if k in p), None) if name in _CALLS else None
   if sub is not None:
     inner = getattr(sub, "jaxpr", sub)
     if len(inner.invars) != len(ins):

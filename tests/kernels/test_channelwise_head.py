@@ -32,9 +32,34 @@ def test_heads_acting_per_example_and_channel(head):
     lambda z: z.reshape(2, -1)[:, :3],  # flattens
     lambda z: jnp.roll(z.mean((1, 2)), 1, axis=-1),  # permutes channels
     lambda z: jnp.mean(z, (1, 2))[::-1],  # permutes examples
-], ids=["channel_sum", "matmul", "batch_centring", "channel_norm", "flatten", "roll", "reverse"])
+    lambda z: jax.lax.scan(lambda c, x: (c + x, c + x), jnp.zeros(z.shape[1:]), z)[1].mean((1, 2)),
+    lambda z: jax.lax.reduce_window(z, 1.0, jax.lax.mul, (1, 1, 1, 3), (1,) * 4, "SAME").mean((1, 2)),
+    lambda z: _mixing_derivative(z).mean((1, 2)),  # channel-wise values, mixing derivative
+    lambda z: _custom_vjp_sin(z).mean((1, 2)),  # a backward rule cannot be read
+], ids=["channel_sum", "matmul", "batch_centring", "channel_norm", "flatten", "roll", "reverse",
+        "scan_over_examples", "window_product_over_channels", "custom_jvp_mixing",
+        "custom_vjp"])
 def test_heads_that_mix_are_refused(head):
   assert not channelwise.is_channelwise(head, Z)
+
+
+@jax.custom_jvp
+def _mixing_derivative(z):
+  return jnp.sin(z)
+
+
+@_mixing_derivative.defjvp
+def _mixing_jvp(primals, tangents):
+  (z,), (t,) = primals, tangents
+  return jnp.sin(z), jnp.cos(z) * t + jnp.mean(t, axis=-1, keepdims=True)
+
+
+@jax.custom_vjp
+def _custom_vjp_sin(z):
+  return jnp.sin(z)
+
+
+_custom_vjp_sin.defvjp(lambda z: (jnp.sin(z), z), lambda z, g: (g * jnp.cos(z),))
 
 
 class _CNN(nn.Module):
