@@ -14,6 +14,11 @@ on vectors) and Jacobian order (the per-example weight gradient
 ``sum_s P[s] (x) G_a[s]`` first, then its inner products; the cheapest for Conv
 layers with many positions). Each layer takes the one with fewer multiplications.
 
+A network whose last Conv reaches the readout Dense through units acting on each
+example and channel alone (activations, pooling: `channelwise_tail`) has that Conv's
+per-output cotangents ``M[s, c] w W[c, i]``: it is contracted once per example
+(`channelwise_head_terms`) and the cotangents of the layers below start at its input.
+
 Per-output factors are kept example-major, rows (example, output), so the traced
 kernel ``sum_a`` and the full block are single products of row-major matrices and
 the per-example weight gradients come out in the Gram's row order (`per_example_jacobian`).
@@ -29,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels import channelwise
 from kernels.stax import spatial_ops
 from kernels.stax.conv import Conv
 from kernels.stax.dense import Dense
@@ -166,6 +172,89 @@ def _parts(apply_fn, params, x, layers):
   return cotangents(fwd, probes)
 
 
+def channelwise_tail(layer, params, x):
+  """``(last, dense, head)`` when the network is the chain ``..., Conv, h, Dense`` (its
+  units, `Layer._units`) with ``h`` parameter-free units acting on each example and
+  channel alone (`kernels.channelwise`), the Dense giving the outputs and the Conv's
+  outputs channels-last; ``head(z)`` maps the Conv's outputs to the Dense's inputs.
+  None otherwise."""
+  units = layer._units(())
+  if len(units) < 2 or not isinstance(units[-1][0], Dense):
+    return None
+  i = len(units) - 2
+  while i >= 0 and not isinstance(units[i][0], (Dense, Conv)):
+    i -= 1
+  if i < 0 or not isinstance(units[i][0], Conv):
+    return None
+  conv, last = units[i]
+  out_spec = conv.dimension_numbers[2]
+  if out_spec[0] != "N" or out_spec[-1] != "C":
+    return None
+  tail = units[i + 1:-1]
+  if any(affine_layers(u, q) for u, q in tail):
+    return None
+  ctx = layer.context()
+
+  def head(z):
+    for u, q in tail:
+      z = u._apply(_params_at(params, q), z, q, ctx)
+    return z
+
+  def conv_out():
+    record = {}
+    _recording_tree(layer)._apply(params, x, (), ctx, record=record)
+    return conv._apply(_params_at(params, last), record[last], last, ctx)
+
+  try:
+    z = jax.eval_shape(conv_out)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if not channelwise.is_channelwise(head, z):
+    return None
+  return last, units[-1][1], head
+
+
+def _tail_parts(apply_fn, params, x, layers, last, dense, head):
+  """Outputs, recorded inputs, cotangents of every affine layer but ``last`` (k, n, ...)
+  and the head's cotangent of ones M (n, positions, C) at the output of ``last``, for a
+  network with a channel-wise tail (`channelwise_tail`): the k cotangents start at the
+  input of ``last``, as ``conv^T(M w W[:, i])`` with ``w W`` the Dense's scaled weights."""
+  net = _recording_tree(apply_fn.layer)
+  ctx = apply_fn.layer.context()
+  conv, dense_layer = layers[last], layers[dense]
+
+  def inputs():
+    record = {}
+    net._apply(params, x, (), ctx, record=record)
+    return record
+
+  ins = jax.eval_shape(inputs)
+  fixed = {p: jnp.zeros(layers[p]._shape(ins[p].shape, p), x.dtype) for p in (last, dense)}
+  lower = {p: jnp.zeros(lay._shape(ins[p].shape, p), x.dtype)
+           for p, lay in layers.items() if p not in fixed}
+
+  def low(pr):
+    record = {}
+    y = net._apply(params, x, (), ctx, probes={**pr, **fixed}, record=record)
+    return record[last], (y, record)
+
+  a, vjp_low, (y, rec) = jax.vjp(low, lower, has_aux=True)
+  if y.ndim != 2:
+    return None
+  p_last = _params_at(params, last)
+  conv_fn = lambda inp: conv._apply(p_last, inp, last, ctx)
+  z, vjp_conv = jax.vjp(conv_fn, a)
+  phi, vjp_head = jax.vjp(head, z)
+  m = vjp_head(jnp.ones_like(phi))[0]
+  W = _params_at(params, dense)[0]
+  w = dense_layer.scales(W.shape[0], dense, ctx).w_mult * W  # (C, k)
+  u = jax.vmap(lambda wi: vjp_conv(m * wi)[0])(w.T)  # (k, *input of last)
+  g = dict(jax.vmap(lambda c: vjp_low(c)[0])(u)) if lower else {}
+  k, n = y.shape[1], y.shape[0]
+  g[dense] = jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k, n, k))
+  return y, rec, g, m.reshape(m.shape[0], -1, m.shape[-1]), w
+
+
 def cotangents(fwd, probes):
   """``fwd(probes) -> (y, record)`` with y of shape (n, k): returns y, the record and, for
   each probe, the cotangents at its layer's output of every output coordinate, (k, n, ...).
@@ -191,12 +280,21 @@ def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
   layer = apply_fn.layer
   ctx = layer.context()
   layers = affine_layers(layer)
-  p1 = _parts(apply_fn, params, x1, layers)
+  tail = channelwise_tail(layer, params, x1)
+  last = tail[0] if tail is not None else None
+
+  def parts(x):
+    if tail is not None:
+      return _tail_parts(apply_fn, params, x, layers, *tail)
+    got = _parts(apply_fn, params, x, layers)
+    return None if got is None else got + (None, None)
+
+  p1 = parts(x1)
   if p1 is None:
     return None
-  y1, rec1, g1 = p1
+  y1, rec1, g1, m1, w_head = p1
   same = x2 is None
-  y2, rec2, g2 = p1 if same else _parts(apply_fn, params, x2, layers)
+  y2, rec2, g2, m2, _ = p1 if same else parts(x2)
   k, n1, n2 = y1.shape[1], y1.shape[0], y2.shape[0]
   mode = output_mode(trace, diag)
   terms, dense = [], 0.0
@@ -213,10 +311,13 @@ def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
       b_lr = 1.0 if b_lr is None else b_lr
     P1 = _patches(lay, rec1[path])
     P2 = P1 if same else _patches(lay, rec2[path])
-    G1 = _cotangents(lay, g1[path])
-    G2 = G1 if same else _cotangents(lay, g2[path])
     cw = w_lr * sc.w_mult ** 2
     cb = None if b is None else b_lr * sc.b_mult ** 2
+    if path == last:  # the channel-wise tail's factorised cotangents
+      dense = dense + channelwise_head_terms(P1, P2, m1, m2, w_head, cw, cb, mode, same)
+      continue
+    G1 = _cotangents(lay, g1[path])
+    G2 = G1 if same else _cotangents(lay, g2[path])
     t, d = layer_terms(P1, P2, G1, G2, cw, cb, mode, same)
     terms += t
     dense = dense + d

@@ -116,3 +116,46 @@ def _weighted_ntk(f, v, x, lrs):
   return sum(jnp.einsum("iap,jbp->iajb", a.reshape(a.shape[:2] + (-1,)),
                         a.reshape(a.shape[:2] + (-1,))) * r
              for a, r in zip(jax.tree_util.tree_leaves(jac), jax.tree_util.tree_leaves(lrs)))
+
+
+def _stax_cnn(tail, parameterization="ntk"):
+  from kernels import stax  # pylint: disable=g-import-not-at-top
+  kw = dict(parameterization=parameterization)
+  convs = [stax.Conv(4, (3, 3), padding="SAME", W_std=1.5, b_std=0.1, **kw), stax.Relu(),
+           stax.Conv(3, (2, 2), (2, 1), "VALID", W_std=1.3, b_std=None, **kw)]
+  tails = {
+      "gap": [stax.Gelu(), stax.GlobalAvgPool()],
+      "pool_then_gap": [stax.Relu(), stax.AvgPool((2, 1)), stax.Erf(), stax.GlobalSumPool()],
+      "layernorm": [stax.LayerNorm(axis=-1), stax.GlobalAvgPool()],  # mixes channels
+      "flatten": [stax.Relu(), stax.Flatten()],
+  }
+  return stax.serial(*convs, *tails[tail], stax.Dense(3, 1.1, 0.3, **kw))
+
+
+@pytest.mark.parametrize("tail, factorised, parameterization", [
+    ("gap", True, "ntk"), ("gap", True, "mup"), ("pool_then_gap", True, "standard"),
+    ("layernorm", False, "ntk"), ("flatten", False, "ntk")])
+def test_stax_networks_with_and_without_the_channelwise_tail(tail, factorised, parameterization):
+  """The same factorisation for kernels.stax networks (`empirical_structured.channelwise_tail`,
+  the readout's multiplier included): equal to the Jacobian contraction in every mode."""
+  from kernels import empirical_structured  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64(True):
+    net = _stax_cnn(tail, parameterization)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 6, 5, 2)))
+    _, p = net.init_fn(jax.random.PRNGKey(1), x.shape)
+    p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p)
+    found = empirical_structured.channelwise_tail(net, p, x)
+    assert (found is not None) == factorised
+    lrs = jax.tree_util.tree_map(lambda a: 0.5 + a.size % 3, p)
+    ref = _weighted_ntk(net.apply_fn, p, x, lrs)
+    tol = dict(rtol=1e-10, atol=1e-12 * float(jnp.abs(ref).max()))
+    kw = dict(vmap_axes=0, implementation="structured", learning_rates=lrs)
+    full = empirical_ntk_fn(net.apply_fn, trace_axes=(), **kw)
+    np.testing.assert_allclose(full(x[:3], x[3:], p), jnp.transpose(ref, (0, 2, 1, 3))[:3, 3:],
+                               **tol)
+    np.testing.assert_allclose(full(x, None, p), jnp.transpose(ref, (0, 2, 1, 3)), **tol)
+    diag = empirical_ntk_fn(net.apply_fn, trace_axes=(), diagonal_axes=-1, **kw)
+    np.testing.assert_allclose(diag(x, None, p), jnp.einsum("iaja->ija", ref), **tol)
+    traced = empirical_ntk_fn(net.apply_fn, **kw)
+    np.testing.assert_allclose(traced(x[:3], x[3:], p), jnp.einsum("iaja->ij", ref)[:3, 3:] / 3,
+                               **tol)
