@@ -281,6 +281,9 @@ def structured_ntk(apply_fn: ApplyFn, x1, x2, params, trace: Tuple[int, ...],
   ctx = layer.context()
   layers = affine_layers(layer)
   tail = channelwise_tail(layer, params, x1)
+  if tail is not None and x2 is not None:
+    other = channelwise_tail(layer, params, x2)  # the analysis holds for one input shape
+    tail = tail if other is not None and other[:2] == tail[:2] else None
   last = tail[0] if tail is not None else None
 
   def parts(x):

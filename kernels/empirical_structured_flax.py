@@ -50,6 +50,21 @@ def _check(mod, x):
     raise _Unsupported()
 
 
+def _check_stored(mod, variables, path):
+  """The layer must use its parameters as stored: a kernel transformed on the way in
+  (``nn.map_variables``, weight normalisation) has other derivatives than the stored one."""
+  seen = mod.variables.get("params", {})
+  stored = variables.get("params", {}) if hasattr(variables, "get") else {}
+  try:
+    for k in path:
+      stored = stored[k]
+  except (KeyError, TypeError):
+    raise _Unsupported() from None
+  if not hasattr(stored, "keys") or set(seen) != set(stored) or any(
+      seen[k] is not stored[k] for k in seen):
+    raise _Unsupported()
+
+
 def _strides(mod):
   n = len(mod.kernel_size)
   s = mod.strides
@@ -76,6 +91,7 @@ def _run(module, variables, x, probes, record, override=None, outputs=None):
     if path in record:
       raise _Unsupported()  # the same layer called twice
     _check(mod, args[0])
+    _check_stored(mod, variables, path)
     record[path] = (mod, args[0])
     if override is not None and path in override:
       y = override[path]
@@ -212,6 +228,8 @@ def structured_ntk(module, x1, x2, variables, trace, diag, lr_tree=None):
     return None
   mods = {p: m for p, (m, _) in rec0.items()}
   head = channelwise_head(module, variables, x1)
+  if head is not None and x2 is not None and channelwise_head(module, variables, x2) != head:
+    head = None  # the analysis holds for one input shape: x2's must agree
   last, dense_path = head if head is not None else (None, None)
 
   def parts(x):

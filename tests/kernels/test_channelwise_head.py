@@ -159,3 +159,54 @@ def test_stax_networks_with_and_without_the_channelwise_tail(tail, factorised, p
     traced = empirical_ntk_fn(net.apply_fn, **kw)
     np.testing.assert_allclose(traced(x[:3], x[3:], p), jnp.einsum("iaja->ij", ref)[:3, 3:] / 3,
                                **tol)
+
+
+def _transformed(fn):
+  return lambda cls: nn.map_variables(cls, "params", trans_in_fn=lambda v: jax.tree_util.tree_map(
+      lambda a: fn(a) if a.ndim >= 2 else a, v), init=True)
+
+
+class _Mapped(nn.Module):
+  """The last Conv's kernel enters with its output channels reversed, the Dense's doubled
+  (``nn.map_variables``): the layers do not use their parameters as stored."""
+  which: str
+
+  @nn.compact
+  def __call__(self, x):
+    conv = _transformed(lambda k: k[..., ::-1])(nn.Conv) if self.which == "conv" else nn.Conv
+    dense = _transformed(lambda w: 2.0 * w)(nn.Dense) if self.which == "dense" else nn.Dense
+    z = conv(4, (2, 2))(nn.relu(nn.Conv(3, (3, 3))(x)))
+    return dense(2)(jnp.tanh(z).mean((1, 2)))
+
+
+class _CountDependent(nn.Module):
+  """A head that mixes channels only when it sees one example."""
+
+  @nn.compact
+  def __call__(self, x):
+    z = nn.Conv(4, (2, 2))(nn.relu(nn.Conv(3, (3, 3))(x)))
+    h = jnp.tanh(z).mean((1, 2))
+    if z.shape[0] == 1:
+      h = h @ (jnp.eye(4) + 0.5)
+    return nn.Dense(2)(h)
+
+
+@pytest.mark.parametrize("case", ["conv", "dense", "count_dependent"])
+def test_parameters_used_otherwise_than_stored_and_shape_dependent_heads(case):
+  """Kernels transformed on their way into a layer are read through autodiff (the
+  structured form would differentiate the stored ones: a scaled Dense kernel gave
+  a wrong NTK), and a head is analysed at x2's shape too."""
+  with jax.enable_x64(True):
+    m = _CountDependent() if case == "count_dependent" else _Mapped(case)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5, 5, 2)))
+    x1, x2 = x[:3], x[3:]
+    v = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), m.init(jax.random.PRNGKey(0), x1))
+    if case != "count_dependent":
+      assert empirical_structured_flax.channelwise_head(m, v, x1) is None
+      assert empirical_structured_flax.structured_ntk(m, x1, None, v, (), ()) is None
+    jac = lambda xs: jax.tree_util.tree_leaves(jax.jacobian(m.apply)(v, xs))
+    ref = sum(jnp.einsum("iap,jbp->ijab", a.reshape(a.shape[:2] + (-1,)),
+                         b.reshape(b.shape[:2] + (-1,))) for a, b in zip(jac(x1), jac(x2)))
+    got = empirical_ntk_fn(m.apply, trace_axes=(), vmap_axes=0, implementation="structured")(
+        x1, x2, v)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12 * float(jnp.abs(ref).max()))
