@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "colabs").glob("*.ipynb"))
 RUNNER = pathlib.Path(__file__).with_name("run_notebook.py")
-SMOKE_BUDGET_S = 420  # one notebook at smoke size: 60-350 s measured on 2 cores shared with other jobs
+SMOKE_BUDGET_S = 600  # one notebook at smoke size: 60-360 s measured on 2 cores shared with the suite (the slowest machine: 04 in 359 s)
 
 
 def test_five_numbered_notebooks():
