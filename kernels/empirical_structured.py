@@ -233,26 +233,49 @@ def _tail_parts(apply_fn, params, x, layers, last, dense, head):
   lower = {p: jnp.zeros(lay._shape(ins[p].shape, p), x.dtype)
            for p, lay in layers.items() if p not in fixed}
 
+  p_last = _params_at(params, last)
+  conv_fn = lambda inp: conv._apply(p_last, inp, last, ctx)
+
   def low(pr):
     record = {}
     y = net._apply(params, x, (), ctx, probes={**pr, **fixed}, record=record)
-    return record[last], (y, record)
+    return record[last], (y, record, conv_fn(record[last]))
 
-  a, vjp_low, (y, rec) = jax.vjp(low, lower, has_aux=True)
-  if y.ndim != 2:
-    return None
-  p_last = _params_at(params, last)
-  conv_fn = lambda inp: conv._apply(p_last, inp, last, ctx)
-  z, vjp_conv = jax.vjp(conv_fn, a)
-  phi, vjp_head = jax.vjp(head, z)
-  m = vjp_head(jnp.ones_like(phi))[0]
   W = _params_at(params, dense)[0]
   w = dense_layer.scales(W.shape[0], dense, ctx).w_mult * W  # (C, k)
-  u = jax.vmap(lambda wi: vjp_conv(m * wi)[0])(w.T)  # (k, *input of last)
-  g = dict(jax.vmap(lambda c: vjp_low(c)[0])(u)) if lower else {}
-  k, n = y.shape[1], y.shape[0]
-  g[dense] = jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k, n, k))
-  return y, rec, g, m.reshape(m.shape[0], -1, m.shape[-1]), w
+
+  def input_cotangents(m, shape):  # conv^T is the same linear map at every input
+    conv_t = jax.vjp(conv_fn, jnp.zeros(shape, m.dtype))[1]
+    return jax.vmap(lambda wi: conv_t(m * wi)[0])(w.T)
+
+  got = head_factors(low, lower, head, input_cotangents)
+  if got is None:
+    return None
+  y, rec, g, m = got
+  g[dense] = readout_cotangents(y)
+  return y, rec, g, m, w
+
+
+def readout_cotangents(y):
+  """(k, n, k): the cotangent of output coordinate a for every example of y (n, k)."""
+  k = y.shape[1]
+  return jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k,) + y.shape)
+
+
+def head_factors(low, probes, head, input_cotangents):
+  """The parts of a network with a channel-wise head, from ``low(probes) -> (a, (y,
+  record, z))`` (``a`` the last Conv's input, ``z`` its output) and ``head(z)`` (the
+  readout's input): y, the record, each probed layer's cotangents (k, n, ...) and the
+  head's cotangent of ones M (n, positions, C). The k cotangents start at ``a``:
+  ``input_cotangents(M, a.shape)`` -> (k, *a.shape). None when y is not (n, k)."""
+  a, vjp_low, (y, record, z) = jax.vjp(low, probes, has_aux=True)
+  if y.ndim != 2:
+    return None
+  phi, vjp_head = jax.vjp(head, z)
+  m = vjp_head(jnp.ones_like(phi))[0]
+  u = input_cotangents(m, a.shape)
+  g = dict(jax.vmap(lambda c: vjp_low(c)[0])(u)) if probes else {}
+  return y, record, g, m.reshape(m.shape[0], -1, m.shape[-1])
 
 
 def cotangents(fwd, probes):
@@ -264,10 +287,7 @@ def cotangents(fwd, probes):
   y, vjp_fn, rec = jax.vjp(fwd, probes, has_aux=True)
   if y.ndim != 2:
     return None
-  k = y.shape[1]
-  eye = jnp.eye(k, dtype=y.dtype)
-  cots = jnp.broadcast_to(eye[:, None, :], (k,) + y.shape)  # (k, n, k): output a of every example
-  grads = jax.vmap(lambda c: vjp_fn(c)[0])(cots)
+  grads = jax.vmap(lambda c: vjp_fn(c)[0])(readout_cotangents(y))
   return y, rec, grads
 
 

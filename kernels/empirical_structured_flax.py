@@ -202,19 +202,16 @@ def _head_parts(module, variables, x, last, dense):
     y = _run(module, variables, x, pr, rec, outputs=outs)
     return rec[last][1], (y, {p: xi for p, (_, xi) in rec.items()}, outs[last])
 
-  a, vjp_low, (y, inputs, z) = jax.vjp(low, probes, has_aux=True)
-  if y.ndim != 2:
-    return None
-  phi, vjp_head = jax.vjp(lambda z: _head_fn(module, variables, x, last, dense)(z, {}), z)
-  m = vjp_head(jnp.ones_like(phi))[0]
   w = _leaf(variables["params"], dense, "kernel")
   kernel = _leaf(variables["params"], last, "kernel")
-  u = _conv_input_cotangents(rec0[last][0], kernel, w, m, a.shape)
-  g = jax.vmap(lambda c: vjp_low(c)[0])(u) if probes else {}
-  k, n = y.shape[1], y.shape[0]
-  g = dict(g)
-  g[dense] = jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k, n, k))
-  return y, inputs, g, m.reshape(m.shape[0], -1, m.shape[-1])
+  head = lambda z: _head_fn(module, variables, x, last, dense)(z, {})
+  got = es.head_factors(low, probes, head, lambda m, shape: _conv_input_cotangents(
+      rec0[last][0], kernel, w, m, shape))
+  if got is None:
+    return None
+  y, inputs, g, m = got
+  g[dense] = es.readout_cotangents(y)
+  return y, inputs, g, m
 
 
 def structured_ntk(module, x1, x2, variables, trace, diag, lr_tree=None):
