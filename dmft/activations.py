@@ -85,6 +85,12 @@ class Activation:
       return jnp.where(x > 0, b, a).astype(x.dtype)
     return jnp.vectorize(jax.grad(self.layer.fn))(x)
 
+  def second_derivative(self, x):
+    """Elementwise second derivative (zero for piecewise-linear activations)."""
+    if self.ab is not None:
+      return jnp.zeros_like(x)
+    return jnp.vectorize(jax.grad(jax.grad(self.layer.fn)))(x)
+
 
 def get(activation) -> Activation:
   """An `Activation` from a stax layer, a name or a callable (see `layer`)."""

@@ -62,6 +62,12 @@ MC_TOL_FACTOR = 0.2
 # (measured floors 0.4-1.2 n_samples^-1/2 with ReLU), and a solve whose residual
 # stays there without improving has converged as far as its samples allow.
 MC_FLOOR_FACTOR = 2.0
+# Pathwise responses: directions are grouped by the time of their shift into this many
+# windows (a window starting at time a runs over [a, T] only: 0.47 of the work of one
+# window; more windows save little more and compile more programs) ...
+RESPONSE_WINDOWS = 4
+# ... and blocked so that one block's tangent histories hold at most this many numbers.
+RESPONSE_BLOCK_ELEMENTS = 2 ** 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,11 +172,11 @@ def _tile(k, tn):
 @functools.partial(
     jax.jit,
     static_argnames=("act", "depth", "steps", "n_train", "n_samples",
-                     "n_response", "comp", "exact_linear"))
+                     "n_response", "comp", "exact_linear", "response_method"))
 def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps,
            n_train, n_samples, gamma0, lr, damping, tol, floor, max_iterations,
            w_std, input_std, readout_std, comp, beta, exact_linear,
-           n_response):
+           n_response, response_method="tangents"):
   dtype = x_all.dtype
   q, d = x_all.shape
   p = n_train
@@ -282,17 +288,20 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
                   sources=(u_all, r_all, m_h, m_z))
     return fields
 
-  def scan_fields(u_all, r_all, m_h, m_z):
-    """Runs the single-site process over time for the given samples."""
+  def scan_fields(u_all, r_all, m_h, m_z, keep_fields=False):
+    """Runs the single-site process over time for the given samples (with
+    ``keep_fields`` also every layer's h^l(t) and xi^l(t), which the responses
+    linearise around)."""
     n_cols = u_all.shape[-1]
 
     def step(carry, t):
       hist_g, hist_phi = carry  # (L, tn, P, S) each
-      phis_t, dphis_t, lazy_h = [], [], []
+      phis_t, dphis_t, lazy_h, hs_t, xis_t = [], [], [], [], [None] * big_l
       h_prev = hl_prev = None
       for l in range(big_l):
         chi = u_all[l, t] + jnp.einsum("qsp,spn->qn", m_h[l, t], hist_g[l])
         h = comp.forward(h_prev, chi)
+        hs_t.append(h)
         hl = comp.forward(hl_prev, u_all[l, t])
         phi_t = act(h)
         phis_t.append(phi_t)
@@ -307,6 +316,7 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
         xi = r_all[l, t] + jnp.einsum("psk,skn->pn", m_z[l, t], hist_phi[l])
         if l == big_l - 1:
           xi_last = xi[0]
+        xis_t[l] = xi
         g = comp.backward(g_next, dphis_t[l] * xi)
         gl = comp.backward(gl_next, act.derivative(lazy_h[l][:p]) * r_all[l, t])
         gs_t[l], lazy_g[l] = g, gl
@@ -315,61 +325,142 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
       lazy_phi = [act(hl) for hl in lazy_h]
       out = (jnp.stack(phis_t), jnp.stack(gs_t), jnp.stack(lazy_phi),
              jnp.stack(lazy_g), xi_last)
+      if keep_fields:
+        out = out + (jnp.stack(hs_t), jnp.stack(xis_t))
       return (hist_g, hist_phi), out
 
     init = (jnp.zeros((big_l, tn, p, n_cols), dtype),
             jnp.zeros((big_l, tn, p, n_cols), dtype))
-    _, (phi_tr, g_tr, phil_tr, gl_tr, xi_tr) = jax.lax.scan(step, init, t_idx)
+    _, outs = jax.lax.scan(step, init, t_idx)
     # (tn, L, Q|P, S) -> per layer (tn, Q|P, S)
-    return dict(phi=phi_tr, g=g_tr, phi_lazy=phil_tr, g_lazy=gl_tr,
-                xi=xi_tr)
+    out = dict(zip(("phi", "g", "phi_lazy", "g_lazy", "xi"), outs[:5]))
+    if keep_fields:
+      out.update(h_all=outs[5], xi_all=outs[6])  # (tn, L, Q, S), (tn, L, P, S)
+    return out
 
   def pathwise_responses(fields):
     """A^l, B^l as mean pathwise derivatives on the first n_response samples.
 
     A^l(t, s) = <d phi(h^l(t)) / d r^l(s)> and B^l(t, s) = <d g^{l+1}(t) /
     d u^{l+1}(s)> are derivatives of the sample mean with respect to a shift
-    of one source at one time, computed by forward-mode differentiation
-    through the sampled dynamics (unbiased and well conditioned even when the
-    source covariances are nearly singular in time).
+    of one source at one time (unbiased and well conditioned even when the
+    source covariances are nearly singular in time). They are the tangents of
+    the sampled dynamics linearised around its path, one per direction
+    (kind, layer, s, mu), run forward in time. A shift at time s leaves every
+    field before s unchanged, so the directions are grouped by s into
+    `RESPONSE_WINDOWS` windows, and a window that starts at time a runs its
+    tangents over [a, T] only, against histories of that length.
     """
+    u_all, r_all, m_h, m_z = fields["sources"]
+    k = min(n_response, s_dim)
+    prim = scan_fields(u_all[..., :k], r_all[..., :k], m_h, m_z, keep_fields=True)
+    h_all, xi_all = prim["h_all"], prim["xi_all"]  # (tn, L, Q, k), (tn, L, P, k)
+    d1 = act.derivative(h_all)
+    d2xi = act.second_derivative(h_all[:, :, :p]) * xi_all
+    per = 2 * (big_l - 1) * p  # directions born at one time: (kind, layer, mu)
+    n_win = min(tn, RESPONSE_WINDOWS)
+    bounds = sorted({round(tn * i / n_win) for i in range(n_win + 1)})
+    resp_a = jnp.zeros((big_l - 1, tn, q, tn, p), dtype)  # [l, t, v, s, mu]
+    resp_b = jnp.zeros((big_l - 1, tn, p, tn, p), dtype)
+    rows = jnp.arange(q)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+      w, n_dir = tn - a, (b - a) * per
+      # Tangent histories take 2 L (w P) k numbers per direction: blocks of
+      # directions keep them under RESPONSE_BLOCK_ELEMENTS.
+      n_blk = -(-n_dir * 2 * big_l * w * p * k // RESPONSE_BLOCK_ELEMENTS)
+      n_blk = min(max(n_blk, 1), n_dir)
+      size = -(-n_dir // n_blk)
+      # Direction j = ((birth - a) * 2 + kind) * (L - 1) * P + layer * P + mu;
+      # padding directions are never born.
+      j = np.arange(n_blk * size)
+      birth = np.where(j < n_dir, j // per, -1).reshape(n_blk, size)
+      kind = (j // ((big_l - 1) * p) % 2).reshape(n_blk, size)
+      layer = (j // p % (big_l - 1)).reshape(n_blk, size)
+      row = (j % p).reshape(n_blk, size)
+      mh_w = jnp.moveaxis(m_h[:, a:, :, a:, :], 1, 0).reshape(w, big_l, q, w * p)
+      mz_w = jnp.moveaxis(m_z[:, a:, :, a:, :], 1, 0).reshape(w, big_l, p, w * p)
+
+      def block(meta, a=a, w=w, mh_w=mh_w, mz_w=mz_w):
+        birth, kind, layer, row = meta
+
+        def step(carry, x):
+          hist_dg, hist_dphi = carry  # (L, w P, directions, k)
+          mh, mz, d1t, d2t, i = x
+          born = birth == i
+          # the unit shift of each direction born now, on the sources it moves
+          shift_u = [(born & (kind == 1) & (layer == l - 1))[None] &
+                     (rows[:, None] == row[None]) for l in range(big_l)]
+          shift_r = [(born & (kind == 0) & (layer == l))[None] &
+                     (rows[:p, None] == row[None]) for l in range(big_l)]
+          dh = None
+          d_phis, d_dphis = [], []
+          for l in range(big_l):
+            dchi = shift_u[l].astype(dtype)[..., None] + jnp.einsum(
+                "qk,kdn->qdn", mh[l], hist_dg[l])
+            dh = comp.forward(dh, dchi)
+            d_phi = d1t[l][:, None, :] * dh
+            d_phis.append(d_phi)
+            d_dphis.append(d2t[l][:, None, :] * dh[:p])
+            hist_dphi = jax.lax.dynamic_update_slice(
+                hist_dphi, d_phi[None, :p], (l, i * p, 0, 0))
+          dg = None
+          d_gs = [None] * big_l
+          for l in range(big_l - 1, -1, -1):
+            dxi = shift_r[l].astype(dtype)[..., None] + jnp.einsum(
+                "pk,kdn->pdn", mz[l], hist_dphi[l])
+            dg = comp.backward(dg, d_dphis[l] + d1t[l][:p, None, :] * dxi)
+            d_gs[l] = dg
+            hist_dg = jax.lax.dynamic_update_slice(hist_dg, dg[None],
+                                                   (l, i * p, 0, 0))
+          means = (jnp.stack([jnp.mean(x, -1) for x in d_phis[:-1]]),
+                   jnp.stack([jnp.mean(x, -1) for x in d_gs[1:]]))
+          return (hist_dg, hist_dphi), means
+
+        zeros = jnp.zeros((big_l, w * p, birth.shape[0], k), dtype)
+        xs = (mh_w, mz_w, d1[a:], d2xi[a:], jnp.arange(w))
+        return jax.lax.scan(step, (zeros, zeros), xs)[1]
+
+      meta = tuple(jnp.asarray(v) for v in (birth, kind, layer, row))
+      d_phi, d_g = jax.lax.map(block, meta)  # (blocks, w, L-1, Q|P, size)
+      d_phi = jnp.moveaxis(d_phi, 0, -2).reshape(w, big_l - 1, q, -1)[..., :n_dir]
+      d_g = jnp.moveaxis(d_g, 0, -2).reshape(w, big_l - 1, p, -1)[..., :n_dir]
+      d_phi = d_phi.reshape(w, big_l - 1, q, b - a, 2, big_l - 1, p)
+      d_g = d_g.reshape(w, big_l - 1, p, b - a, 2, big_l - 1, p)
+      for l in range(big_l - 1):
+        resp_a = resp_a.at[l, a:, :, a:b].set(d_phi[:, l, :, :, 0, l])
+        resp_b = resp_b.at[l, a:, :, a:b].set(d_g[:, l, :, :, 1, l])
+    new_a = [resp_a[l] * strict[:, None, :, None] for l in range(big_l - 1)]
+    new_b = [resp_b[l] * weak[:, None, :, None] for l in range(big_l - 1)]
+    return new_a, new_b
+
+  def jvp_responses(fields):
+    """The same A^l, B^l by forward-mode differentiation of the sample means
+    through the whole sampled dynamics, one direction at a time (the definition
+    the tangent recursion of `pathwise_responses` is checked against; several
+    times slower)."""
     u_all, r_all, m_h, m_z = fields["sources"]
     k = min(n_response, s_dim)
     u_sub, r_sub = u_all[..., :k], r_all[..., :k]
     shape = (big_l - 1, tn, p)
 
     def means(off):
-      off_r, off_u = off[0], off[1]
-      u = u_sub.at[1:, :, :p, :].add(off_u[..., None])
-      r = r_sub.at[:-1].add(off_r[..., None])
+      u = u_sub.at[1:, :, :p, :].add(off[1][..., None])
+      r = r_sub.at[:-1].add(off[0][..., None])
       out = scan_fields(u, r, m_h, m_z)
-      mean_phi = jnp.mean(out["phi"][:, :-1], axis=-1)  # (tn, L-1, Q)
-      mean_g = jnp.mean(out["g"][:, 1:], axis=-1)  # (tn, L-1, P)
-      return mean_phi, mean_g
+      return (jnp.mean(out["phi"][:, :-1], axis=-1),  # (tn, L-1, Q)
+              jnp.mean(out["g"][:, 1:], axis=-1))  # (tn, L-1, P)
 
     n_dir = 2 * (big_l - 1) * tn * p
     basis = jnp.eye(n_dir, dtype=dtype).reshape(n_dir, 2, *shape)
-    chunk = 32
-    pad = (-n_dir) % chunk
-    basis = jnp.concatenate([basis, jnp.zeros((pad, 2, *shape), dtype)])
     zero = jnp.zeros((2, *shape), dtype)
-
-    def jvp_chunk(tangents):
-      return jax.vmap(lambda v: jax.jvp(means, (zero,), (v,))[1])(tangents)
-
-    d_phi, d_g = jax.lax.map(
-        jvp_chunk, basis.reshape(-1, chunk, 2, *shape))
-    d_phi = d_phi.reshape(-1, tn, big_l - 1, q)[:n_dir]
-    d_g = d_g.reshape(-1, tn, big_l - 1, p)[:n_dir]
+    d_phi, d_g = jax.lax.map(lambda v: jax.jvp(means, (zero,), (v,))[1], basis)
     d_phi = d_phi.reshape(2, big_l - 1, tn, p, tn, big_l - 1, q)
     d_g = d_g.reshape(2, big_l - 1, tn, p, tn, big_l - 1, p)
-    new_a, new_b = [], []
-    for l in range(big_l - 1):
-      # [t, v, s, m] from [dir_kind, layer, s, m, t, layer, v]
-      a = jnp.transpose(d_phi[0, l, :, :, :, l, :], (2, 3, 0, 1))
-      b = jnp.transpose(d_g[1, l, :, :, :, l, :], (2, 3, 0, 1))
-      new_a.append(a * strict[:, None, :, None])
-      new_b.append(b * weak[:, None, :, None])
+    # [t, v, s, mu] from [kind, layer, s, mu, t, layer, v]
+    new_a = [jnp.transpose(d_phi[0, l, :, :, :, l], (2, 3, 0, 1)) *
+             strict[:, None, :, None] for l in range(big_l - 1)]
+    new_b = [jnp.transpose(d_g[1, l, :, :, :, l], (2, 3, 0, 1)) *
+             weak[:, None, :, None] for l in range(big_l - 1)]
     return new_a, new_b
 
   def stein(cross, chol):
@@ -406,7 +497,9 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
         new_b.append(resp.reshape(tn, p, tn, q)[..., :p] *
                      weak[:, None, :, None])
     elif big_l > 1:
-      new_a, new_b = pathwise_responses(fields)
+      responses = (jvp_responses if response_method == "jvp" else
+                   pathwise_responses)
+      new_a, new_b = responses(fields)
     # Predictions f_v(t) = <xi^L(t) phi(h^L_v(t))> / gamma0 (centred).
     phi_last = phi_tr[:, -1]  # (tn, Q, S)
     prod = fields["xi"][:, None, :] * phi_last - r_last[None, None, :] * (

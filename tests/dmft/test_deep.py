@@ -1,4 +1,7 @@
 """Deep and residual DMFT: closed linear equations, sampling, lazy limit."""
+import functools
+
+import jax
 import numpy as np
 import pytest
 
@@ -70,6 +73,36 @@ def test_deep_bad_input(task):
     dmft.solve_residual(x, y, n_blocks=0)
   with pytest.raises(ValueError, match="activation"):
     dmft.solve_deep(x, y, depth=2, activation="relu", exact_linear=True)
+
+
+@pytest.mark.parametrize("residual,block_elements", [(False, None), (True, 4096)])
+def test_tangent_responses_equal_forward_mode_derivatives(task, monkeypatch, residual,
+                                                          block_elements):
+  """The sampled solver's responses A^l, B^l (a linear tangent recursion run in windows
+  of shift times, in blocks of directions) equal forward-mode derivatives of the sample
+  means through the whole sampled dynamics (`response_method="jvp"`), in float64, for a
+  smooth activation (its second derivative enters B) at depth 3. Three fixed-point
+  iterations: the responses of the first two enter the fields of the last, so the
+  losses and kernels returned depend on them."""
+  x, y, xt, yt = task
+  if block_elements is not None:  # several blocks per window
+    monkeypatch.setattr(deep, "RESPONSE_BLOCK_ELEMENTS", block_elements)
+  # n_response differs between the cases: each compiles its own program, so the
+  # constant patched above is read.
+  kw = dict(depth=3, activation="tanh", gamma0=1.5, lr=0.5, steps=5, n_samples=256,
+            n_response=24 if residual else 32, residual=residual, X_test=xt, y_test=yt,
+            max_iterations=3, raise_on_nonconvergence=False, seed=1)
+  results = {}
+  with jax.enable_x64(True):
+    results["tangents"] = dmft.solve_deep(x, y, **kw)
+    monkeypatch.setattr(deep, "_solve",
+                        functools.partial(deep._solve, response_method="jvp"))
+    results["jvp"] = dmft.solve_deep(x, y, **kw)
+  new, ref = results["tangents"], results["jvp"]
+  assert new.info["dtype"] == "float64" and new.n_iterations == ref.n_iterations == 3
+  for a, b in [(new.loss, ref.loss), (new.test_loss, ref.test_loss),
+               (new.phi, ref.phi), (new.g, ref.g), (new.final_ntk, ref.final_ntk)]:
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.slow
