@@ -63,9 +63,11 @@ MC_TOL_FACTOR = 0.2
 # stays there without improving has converged as far as its samples allow.
 MC_FLOOR_FACTOR = 2.0
 # Pathwise responses: directions are grouped by the time of their shift into this many
-# windows (a window starting at time a runs over [a, T] only: 0.47 of the work of one
-# window; more windows save little more and compile more programs) ...
-RESPONSE_WINDOWS = 4
+# windows (a window starting at time a runs over [a, T] only; the work of a window grows
+# as its directions times its length squared: with T = 12, 0.52 of one window's work).
+# Each window is its own program: 4 windows ran no faster than 3 on the benchmark's deep
+# solve and took 0.8 s longer to compile (3.4 s against 2.6 s) ...
+RESPONSE_WINDOWS = 3
 # ... and blocked so that one block's tangent histories hold at most this many numbers.
 RESPONSE_BLOCK_ELEMENTS = 2 ** 25
 
