@@ -62,12 +62,16 @@ MC_TOL_FACTOR = 0.2
 # (measured floors 0.4-1.2 n_samples^-1/2 with ReLU), and a solve whose residual
 # stays there without improving has converged as far as its samples allow.
 MC_FLOOR_FACTOR = 2.0
-# Pathwise responses: directions are grouped by the time of their shift into this many
-# windows (a window starting at time a runs over [a, T] only; the work of a window grows
-# as its directions times its length squared: with T = 12, 0.52 of one window's work).
-# Each window is its own program: 4 windows ran no faster than 3 on the benchmark's deep
-# solve and took 0.8 s longer to compile (3.4 s against 2.6 s) ...
-RESPONSE_WINDOWS = 3
+# Pathwise responses: directions are grouped by the time of their shift into windows
+# (a window starting at time a runs over [a, T] only; the work of a window grows as its
+# directions times its length squared: with T = 12 and 3 windows, 0.52 of one window's
+# work). Each window is its own program, so their number trades run time against
+# compilation: one per RESPONSE_WINDOW_STEPS times, within RESPONSE_WINDOWS. Measured:
+# T = 12 (the benchmark's deep solve), 4 windows ran no faster than 3 and compiled 0.8 s
+# longer (3.4 s against 2.6 s); T = 40 (L = 3, P = 12, n_response = 256), 8 windows ran
+# an iteration in 16.6 s against 21.3 s with 3, and compiled 6 s longer ...
+RESPONSE_WINDOW_STEPS = 5
+RESPONSE_WINDOWS = (3, 8)
 # ... and blocked so that one block's tangent histories hold at most this many numbers.
 RESPONSE_BLOCK_ELEMENTS = 2 ** 25
 
@@ -350,7 +354,7 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
     the sampled dynamics linearised around its path, one per direction
     (kind, layer, s, mu), run forward in time. A shift at time s leaves every
     field before s unchanged, so the directions are grouped by s into
-    `RESPONSE_WINDOWS` windows, and a window that starts at time a runs its
+    windows (`RESPONSE_WINDOW_STEPS`), and a window that starts at time a runs its
     tangents over [a, T] only, against histories of that length.
     """
     u_all, r_all, m_h, m_z = fields["sources"]
@@ -360,7 +364,8 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
     d1 = act.derivative(h_all)
     d2xi = act.second_derivative(h_all[:, :, :p]) * xi_all
     per = 2 * (big_l - 1) * p  # directions born at one time: (kind, layer, mu)
-    n_win = min(tn, RESPONSE_WINDOWS)
+    n_win = min(tn, max(RESPONSE_WINDOWS[0],
+                        min(RESPONSE_WINDOWS[1], round(tn / RESPONSE_WINDOW_STEPS))))
     bounds = sorted({round(tn * i / n_win) for i in range(n_win + 1)})
     resp_a = jnp.zeros((big_l - 1, tn, q, tn, p), dtype)  # [l, t, v, s, mu]
     resp_b = jnp.zeros((big_l - 1, tn, p, tn, p), dtype)
