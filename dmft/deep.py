@@ -389,20 +389,19 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
 
       def block(meta, a=a, w=w, mh_w=mh_w, mz_w=mz_w):
         birth, kind, layer, row = meta
+        # the source entries each direction shifts (u^l: rows of Q, r^l: rows of P)
+        hit = rows[:, None] == row[None]
+        moves_u = [((kind == 1) & (layer == l - 1))[None] & hit for l in range(big_l)]
+        moves_r = [((kind == 0) & (layer == l))[None] & hit[:p] for l in range(big_l)]
 
         def step(carry, x):
           hist_dg, hist_dphi = carry  # (L, w P, directions, k)
           mh, mz, d1t, d2t, i = x
-          born = birth == i
-          # the unit shift of each direction born now, on the sources it moves
-          shift_u = [(born & (kind == 1) & (layer == l - 1))[None] &
-                     (rows[:, None] == row[None]) for l in range(big_l)]
-          shift_r = [(born & (kind == 0) & (layer == l))[None] &
-                     (rows[:p, None] == row[None]) for l in range(big_l)]
+          born = (birth == i)[None]  # unit shifts enter at their time only
           dh = None
           d_phis, d_dphis = [], []
           for l in range(big_l):
-            dchi = shift_u[l].astype(dtype)[..., None] + jnp.einsum(
+            dchi = (moves_u[l] & born).astype(dtype)[..., None] + jnp.einsum(
                 "qk,kdn->qdn", mh[l], hist_dg[l])
             dh = comp.forward(dh, dchi)
             d_phi = d1t[l][:, None, :] * dh
@@ -413,7 +412,7 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
           dg = None
           d_gs = [None] * big_l
           for l in range(big_l - 1, -1, -1):
-            dxi = shift_r[l].astype(dtype)[..., None] + jnp.einsum(
+            dxi = (moves_r[l] & born).astype(dtype)[..., None] + jnp.einsum(
                 "pk,kdn->pdn", mz[l], hist_dphi[l])
             dg = comp.backward(dg, d_dphis[l] + d1t[l][:p, None, :] * dxi)
             d_gs[l] = dg
