@@ -635,7 +635,9 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
   w_std, input_std, readout_std = arch.W_std, arch.input_std, arch.readout_std
   beta = arch.branch_multiplier
   # The exact initial NTK (the control variate's reference) is the network's kernel_fn.
-  phis0, gs0, ntk0 = _initial_state(x_all, p, act=act, net=net, arch=arch)
+  # (one compiled program for every gamma0 and width: `network.kernel_network`)
+  k_net, k_arch = network.kernel_network(arch)
+  phis0, gs0, ntk0 = _initial_state(x_all, p, act=act, net=k_net, arch=k_arch)
   lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)
   # (zeros when there are no test targets; the test error is then unused)
   y_test_all = jnp.zeros((x_all.shape[0] - p,), dtype) if prob.y_test is None else (

@@ -214,6 +214,27 @@ def with_width(net, width: int):
   return sub(net)
 
 
+def kernel_network(arch: Architecture):
+  """The network whose ``kernel_fn`` gives the NTK of every network ``arch`` describes,
+  written at width 1 and gamma0 = 1, with the architecture that goes with it.
+
+  Under mup(gamma0) the readout's multiplier 1/gamma0 and the learning rates'
+  gamma0**2 cancel in the NTK (Bordelon & Pehlevan 2022, eq. 2), and the
+  infinite-width kernels do not depend on the hidden width, so networks that differ
+  only in gamma0 and width have one t = 0 NTK. The solvers compile their initial-kernel
+  programs for this network (a static argument): one compiled program serves a whole
+  sweep over gamma0 or width, and the compilation cache finds it in the next process.
+  (Its NNGP is the network's at gamma0 = 1; only the NTK is shared.)
+  """
+  p = arch.parameterization
+  act = arch.activation if arch.activation is not None else elementwise.ABRelu(1.0, 1.0)
+  net = build(1, depth=arch.depth, activation=act, gamma0=1.0, W_std=arch.W_std,
+              input_std=arch.input_std, readout_std=arch.readout_std,
+              residual=arch.residual, branch_exponent=p.branch_exponent if arch.residual
+              else 0.5)
+  return net, read(net)
+
+
 def build(width: int, *, depth: int = 1, activation=None, gamma0: float = 1.0,
           W_std: float = 1.0, input_std: float = 1.0, readout_std: float = 1.0,
           residual: bool = False, branch_exponent: float = 0.5):

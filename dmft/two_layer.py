@@ -212,7 +212,9 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=4096, damping=
   w_std, readout_std, gamma0 = arch.input_std, arch.readout_std, arch.gamma0
 
   # The exact initial NTK (the control variate's reference) is the network's kernel_fn.
-  phi0, g0, ntk0 = _initial_kernels(x_all, w_std, readout_std, act=act, net=net)
+  # (one compiled program for every gamma0 and width: `network.kernel_network`)
+  phi0, g0, ntk0 = _initial_kernels(x_all, w_std, readout_std, act=act,
+                                    net=network.kernel_network(arch)[0])
   n_half = (n_samples + 1) // 2  # antithetic pairs: readout (n_half,), input (n_half, d)
   a_half, w_half = core.gaussian_draws(seed, [(n_half,), (n_half, x_all.shape[1])], dtype)
   lazy.check_stable(ntk0[:p, :p], lr, p, gamma0)

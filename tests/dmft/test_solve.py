@@ -66,6 +66,37 @@ def test_read_takes_everything_from_the_description():
   assert lin.linear and lin.kind == "deep" and lin.depth == 3
 
 
+@pytest.mark.parametrize("kind", ["deep", "residual", "linear", "two_layer"])
+def test_kernel_network_has_the_ntk_of_every_gamma0_and_width(kind):
+  """The initial-kernel programs compile for `network.kernel_network`: it must have the
+  NTK of the network at any gamma0 and width, and be the same static argument for all."""
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 5), jnp.float64)
+    canon = set()
+    for gamma0, width in ((0.1, 16), (1.0, 64), (3.0, 512)):
+      if kind == "residual":
+        p = pz.depth_mup(gamma0=gamma0, branch_exponent=0.7)
+        net = stax.serial(
+            stax.Dense(width, W_std=1.3, parameterization=p),
+            *[stax.Residual(stax.serial(stax.Erf(), stax.Dense(width, W_std=0.8,
+                                                              parameterization=p)),
+                            parameterization=p) for _ in range(3)],
+            stax.Erf(), stax.Dense(1, W_std=1.7, parameterization=p))
+      else:
+        act = {"deep": stax.Gelu(), "linear": stax.ABRelu(1.0, 1.0),
+               "two_layer": stax.Relu()}[kind]
+        net = _mlp(act, 1 if kind == "two_layer" else 3, gamma0=gamma0, width=width)
+      arch = network.read(net)
+      k_net, k_arch = network.kernel_network(arch)
+      want = net.kernel_fn(x, None, "ntk")
+      got = k_net.kernel_fn(x, None, "ntk")
+      np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+      assert (k_arch.kind, k_arch.depth, k_arch.linear) == (arch.kind, arch.depth, arch.linear)
+      assert k_arch.branch_multiplier == pytest.approx(arch.branch_multiplier, rel=1e-15)
+      canon.add((k_net, k_arch))
+    assert len(canon) == 1  # one static argument, one compiled program
+
+
 def dataclass_replace(obj, **kw):
   import dataclasses  # pylint: disable=g-import-not-at-top
   return dataclasses.replace(obj, **kw)
