@@ -474,7 +474,9 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
     return jax.scipy.linalg.solve_triangular(chol, cross.T, lower=True,
                                              trans="T").T
 
-  def order_parameters(fields):
+  def order_parameters(fields, responses=True):
+    """Kernels, responses (unless ``responses`` is False: after the loop they are not
+    needed), predictions and NTK from the sampled fields."""
     phi_tr, g_tr = fields["phi"], fields["g"]
     new_phis, new_gs, new_a, new_b = [], [], [], []
     for l in range(big_l):
@@ -491,7 +493,7 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
                   for k, k0 in zip(new_phis, init_phis)]
       new_gs = [k + _tile(k0 - k[0, :, 0, :], tn)
                 for k, k0 in zip(new_gs, init_gs)]
-    if exact_linear:
+    if exact_linear and responses:
       for l in range(big_l - 1):
         # Fields are linear in the sources: the responses are the exact
         # coefficients (the whitened basis undone by the Cholesky factor).
@@ -502,10 +504,9 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
         resp = stein(expect(x, eps_u[l]), fields["chol_u"][l + 1])
         new_b.append(resp.reshape(tn, p, tn, q)[..., :p] *
                      weak[:, None, :, None])
-    elif big_l > 1:
-      responses = (jvp_responses if response_method == "jvp" else
-                   pathwise_responses)
-      new_a, new_b = responses(fields)
+    elif big_l > 1 and responses:
+      new_a, new_b = (jvp_responses if response_method == "jvp" else
+                      pathwise_responses)(fields)
     # Predictions f_v(t) = <xi^L(t) phi(h^L_v(t))> / gamma0 (centred).
     phi_last = phi_tr[:, -1]  # (tn, Q, S)
     prod = fields["xi"][:, None, :] * phi_last - r_last[None, None, :] * (
@@ -544,7 +545,7 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
       update, params0, jnp.zeros((), dtype), damping=damping, tol=tol,
       max_iterations=max_iterations, floor=floor)
   fields = run_fields(params)
-  phis, gs, resp_a, resp_b, f, ntk = order_parameters(fields)
+  phis, gs, _, _, f, ntk = order_parameters(fields, responses=False)
   # Monte Carlo standard error of the train loss (delta method).
   phi_last = fields["phi"][:, -1]
   prod = fields["xi"][:, None, :] * phi_last - r_last[None, None, :] * (
@@ -568,7 +569,7 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
   else:
     loss_se = jnp.std(per_sample, axis=-1) / jnp.sqrt(s_dim)
     test_se = jnp.std(per_test, axis=-1) / jnp.sqrt(s_dim)
-  return dict(f=f, ntk=ntk, phis=phis, gs=gs, resp_a=resp_a, resp_b=resp_b,
+  return dict(f=f, ntk=ntk, phis=phis, gs=gs,
               n_iterations=it, residual=res, stalled=stalled,
               jitter=jnp.maximum(jit_max, fields["jitter"]), loss_se=loss_se,
               test_loss_se=test_se, kernel_rel_se=kern_se)
