@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kernels import stax
 from kernels.stax import named
@@ -47,6 +50,9 @@ def layer(activation) -> elementwise.Elementwise:
     return stax.ElementwiseNumerical(activation, deg=QUADRATURE_DEG)
   raise TypeError("activation must be a name, a stax activation layer or a callable; got "
                   f"{type(activation).__name__}.")
+
+
+KINK_BANDWIDTH = 1.06
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,11 +91,68 @@ class Activation:
       return jnp.where(x > 0, b, a).astype(x.dtype)
     return jnp.vectorize(jax.grad(self.layer.fn))(x)
 
-  def second_derivative(self, x):
-    """Elementwise second derivative (zero for piecewise-linear activations)."""
+  def second_derivative(self, x, samples_axis=None):
+    """Elementwise second derivative.
+
+    A piecewise-linear activation has ``(b - a) delta(x)``: with ``samples_axis`` (x
+    holds samples of one distribution along it) the delta is a Gaussian kernel
+    density estimate at the kink, bandwidth `KINK_BANDWIDTH` times the samples' std
+    times n**-1/5 (Silverman's rule); without it, zero (the derivative almost everywhere).
+    """
     if self.ab is not None:
-      return jnp.zeros_like(x)
+      a, b = self.ab
+      if samples_axis is None or a == b:
+        return jnp.zeros_like(x)
+      n = x.shape[samples_axis]
+      sd = jnp.std(x, axis=samples_axis, keepdims=True)
+      eps = jnp.maximum(KINK_BANDWIDTH * sd * n ** -0.2, jnp.finfo(x.dtype).tiny)
+      return (b - a) * jnp.exp(-0.5 * (x / eps) ** 2) / (math.sqrt(2 * math.pi) * eps)
     return jnp.vectorize(jax.grad(jax.grad(self.layer.fn)))(x)
+
+
+def nonsmooth(act: Activation, derivatives: int = 2) -> Optional[str]:
+  """Where an activation bends or jumps in a way its first ``derivatives`` (1 or 2), as
+  JAX computes them, do not show; None when it does not.
+
+  The solvers use phi' and (deep, sampled) phi'' as JAX differentiates them, almost
+  everywhere: a kink of phi (a jump of phi') or a jump of phi puts a delta function in
+  them that no derivative of the samples sees, and the DMFT would be silently wrong.
+  Piecewise-linear `ABRelu` activations have their kink handled (`second_derivative`);
+  for the others, phi and phi' are compared on a grid of [-8, 8] with the integrals of
+  the derivatives JAX gives (trapezoid rule, steps of 1e-3). Cached per activation.
+  """
+  if act.ab is not None or isinstance(act.layer, (elementwise.Erf, elementwise.Gelu)):
+    return None
+  if getattr(act.layer, "fn_", None) in _SMOOTH:
+    return None
+  return next((m for m in _defects(act)[:derivatives] if m), None)
+
+
+# Smooth functions of the named activations (no grid check needed).
+_SMOOTH = (jnp.tanh, jax.nn.sigmoid, jax.nn.softplus, jnp.sin)
+
+
+@functools.lru_cache(maxsize=64)
+def _defects(act: Activation) -> tuple:
+  """(a jump of phi, a jump of phi'), each a message or None."""
+  x = jnp.linspace(-8.0, 8.0, 16001)
+
+  @jax.jit
+  def values(x):
+    return act(x), act.derivative(x), act.second_derivative(x)
+
+  f, d1, d2 = (np.asarray(v, dtype=np.float64) for v in values(x))
+  xs, dx = np.asarray(x, dtype=np.float64), 16.0 / 16000
+  out = []
+  for name, v, dv in (("phi", f, d1), ("phi'", d1, d2)):
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(dv))):
+      out.append(f"{name} or its derivative is not finite on [-8, 8]")
+      continue
+    gap = np.diff(v) - 0.5 * (dv[1:] + dv[:-1]) * dx
+    i = int(np.argmax(np.abs(gap)))
+    big = abs(gap[i]) > 1e-3 * max(1.0, float(np.max(np.abs(v))))
+    out.append(f"{name} jumps by {gap[i]:.3g} near {xs[i]:.3g}" if big else None)
+  return tuple(out)
 
 
 def get(activation) -> Activation:

@@ -178,11 +178,12 @@ def _tile(k, tn):
 @functools.partial(
     jax.jit,
     static_argnames=("act", "depth", "steps", "n_train", "n_samples",
-                     "n_response", "comp", "exact_linear", "response_method"))
+                     "n_response", "comp", "exact_linear", "response_method",
+                     "kink_delta"))
 def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps,
            n_train, n_samples, gamma0, lr, damping, tol, floor, max_iterations,
            w_std, input_std, readout_std, comp, beta, exact_linear,
-           n_response, response_method="tangents"):
+           n_response, response_method="tangents", kink_delta=True):
   dtype = x_all.dtype
   q, d = x_all.shape
   p = n_train
@@ -362,7 +363,9 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
     prim = scan_fields(u_all[..., :k], r_all[..., :k], m_h, m_z, keep_fields=True)
     h_all, xi_all = prim["h_all"], prim["xi_all"]  # (tn, L, Q, k), (tn, L, P, k)
     d1 = act.derivative(h_all)
-    d2xi = act.second_derivative(h_all[:, :, :p]) * xi_all
+    # (kink_delta=False drops the delta of a piecewise-linear phi'': the solver before it)
+    d2xi = act.second_derivative(h_all[:, :, :p],
+                                 samples_axis=-1 if kink_delta else None) * xi_all
     per = 2 * (big_l - 1) * p  # directions born at one time: (kind, layer, mu)
     n_win = min(tn, max(RESPONSE_WINDOWS[0],
                         min(RESPONSE_WINDOWS[1], round(tn / RESPONSE_WINDOW_STEPS))))
@@ -613,6 +616,12 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=2048, damping=
     exact_linear = act.is_linear
   if exact_linear and not act.is_linear:
     raise ValueError(f"exact_linear requires a linear network, got activation {act.name}")
+  defect = None if exact_linear else act_lib.nonsmooth(act, 2)
+  if defect:
+    raise ValueError(
+        f"activation {act.name}: {defect}. The sampled deep DMFT takes phi' and phi'' as "
+        "JAX differentiates the samples, which misses the delta function there; use "
+        "stax.ABRelu / Relu / LeakyRelu / Abs (their kink is handled) or a smooth activation")
   depth, gamma0, residual = arch.depth, arch.gamma0, arch.residual
   x_all, p, yy, dtype = prob.x_all, prob.n_train, prob.y, prob.dtype
   n_samples = val.check_int(n_samples, "n_samples", minimum=2)

@@ -3,11 +3,11 @@ import dataclasses
 from typing import Sequence
 
 import numpy as np
+from scipy import optimize
 
 from dmft import network
 from dmft import results
 from kernels import validation as val
-from kernels import slopes
 
 
 def solve_residual(X, y, *, n_blocks, activation="relu", gamma0=1.0, lr=1.0,
@@ -71,6 +71,42 @@ class DepthConvergence:
                 final_loss_infinite=float(self.loss_infinite[-1]))
 
 
+def difference_exponent(lo, hi, diffs, max_alpha: float = 20.0):
+  """alpha (and its standard error) of d_i = c lo_i^-alpha (1 - (lo_i / hi_i)^alpha), the
+  differences |loss(lo_i) - loss(hi_i)| of loss(L) = loss_inf + c L^-alpha (Bordelon et al.
+  2023, Sec. 4), fitted in log space with one c.
+
+  For depths in a constant ratio the last factor is the same for every i and this is the
+  log-log slope of d against L; for other depths (2, 3, 4, 5, ...) that slope is not
+  alpha (it was -1.49 for a true -0.7). The standard error is the Gauss-Newton one
+  (NaN for two differences: no degrees of freedom left).
+  """
+  lo, hi, d = (np.asarray(v, dtype=float) for v in (lo, hi, diffs))
+  lx, ly, lr = np.log(lo), np.log(d), np.log(lo / hi)  # lr < 0
+
+  def resid(a):
+    z = ly + a * lx - np.log(np.abs(np.expm1(a * lr)))  # = log |c| for every i at the true alpha
+    return z - z.mean()
+
+  half = np.geomspace(1e-3, max_alpha, 400)  # alpha < 0: differences that grow with depth
+  grid = np.concatenate([-half[::-1], half])
+  rss = np.array([resid(a) @ resid(a) for a in grid])
+  i = int(np.argmin(rss))
+  lo_a, hi_a = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+  if lo_a < 0 < hi_a:  # (never across alpha = 0, where the model is degenerate)
+    lo_a, hi_a = (lo_a, -1e-3) if grid[i] < 0 else (1e-3, hi_a)
+  alpha = float(optimize.minimize_scalar(lambda a: resid(a) @ resid(a), bounds=(lo_a, hi_a),
+                                         method="bounded", options=dict(xatol=1e-10)).x)
+  n = d.size
+  if n <= 2:
+    return alpha, float("nan")
+  ra = np.exp(alpha * lr)
+  jac = np.stack([np.ones(n), -lx + ra * lr / (1 - ra)], axis=1)  # d model / (log c, alpha)
+  r = resid(alpha)
+  cov = (r @ r) / (n - 2) * np.linalg.inv(jac.T @ jac)
+  return alpha, float(np.sqrt(cov[1, 1]))
+
+
 def infinite_depth_limit(X, y, *, n_blocks: Sequence[int] = (1, 2, 4, 8),
                          **kwargs) -> DepthConvergence:
   """Solves at several depths and extrapolates to infinite depth.
@@ -93,13 +129,11 @@ def infinite_depth_limit(X, y, *, n_blocks: Sequence[int] = (1, 2, 4, 8),
     raise ValueError(f"n_blocks needs at least 3 depths, got {list(n_blocks)}")
   losses = np.stack([solve_residual(X, y, n_blocks=int(d), **kwargs).loss
                      for d in depths])
-  # Successive differences loss_L - loss_2L ~ L^-alpha (1 - 2^-alpha).
   diffs = np.max(np.abs(np.diff(losses, axis=0)), axis=1)
-  mids = depths[:-1]
   good = diffs > 0
   if good.sum() >= 2:
-    fit = slopes.loglog_fit(mids[good], diffs[good])
-    slope, se = fit.slope, fit.stderr
+    alpha, se = difference_exponent(depths[:-1][good], depths[1:][good], diffs[good])
+    slope = -alpha
   else:
     slope, se = float("nan"), float("nan")
   alpha = -slope

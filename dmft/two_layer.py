@@ -196,6 +196,11 @@ def solve_fields(arch, prob, net, *, lr, steps, seed=0, n_samples=4096, damping=
   Bordelon and Pehlevan (2022), Eqs. (5)-(7) in discrete time for L = 1.
   """
   act = act_lib.get(arch.activation if arch.activation is not None else "linear")
+  defect = act_lib.nonsmooth(act, 1)
+  if defect:
+    raise ValueError(
+        f"activation {act.name}: {defect}. The DMFT takes phi' as JAX differentiates the "
+        "samples, which misses the delta function there; use a continuous activation")
   x_all, p, yy = prob.x_all, prob.n_train, prob.y
   n_samples = val.check_int(n_samples, "n_samples", minimum=2)
   damping = val.check_unit_interval(damping, "damping")
