@@ -24,8 +24,15 @@ def resample_weights(seed: int, num_points: int, num_resamples: int
 
 
 def percentile_interval(samples, confidence: float = 0.95) -> tuple:
-  """Equal-tailed percentile interval of 1-D `samples`."""
+  """Equal-tailed percentile interval of 1-D `samples` (finite, at least one)."""
   samples = np.asarray(samples, np.float64)
+  if samples.ndim != 1 or samples.size == 0:
+    raise ValueError(f"`samples` must be 1-D and not empty, got shape {samples.shape}.")
+  if not np.all(np.isfinite(samples)):
+    raise ValueError(f"`samples` must be finite; {int(np.sum(~np.isfinite(samples)))} of "
+                     f"{samples.size} are not.")
+  if not 0 < confidence < 1:
+    raise ValueError(f"`confidence` must lie in (0, 1), got {confidence!r}.")
   lo = 100 * (1 - confidence) / 2
   return (float(np.percentile(samples, lo)),
           float(np.percentile(samples, 100 - lo)))

@@ -89,7 +89,9 @@ class ChinchillaFit:
       best objective; a small count means a rugged objective.
     num_points: runs used.
     intervals: {name: (low, high)} percentile bootstrap intervals, or None.
-    bootstrap_params: (bootstrap, 5) array of refits, or None.
+    bootstrap_params: (bootstrap, 5) array of refits (NaN rows: refits that did not
+      converge, so that bands built from it, such as `compute_optimal`'s, leave them
+      out as the intervals do), or None.
     bootstrap_converged: fraction of bootstrap refits that converged.
     confidence: level of the intervals.
   """
@@ -257,6 +259,7 @@ def fit_chinchilla(N, D, loss, *, delta: float = 1e-3, bootstrap: int = 0,
           log_n, log_d, log_loss, delta, res.x[i], starts, bootstrap, seed,
           max_iter)
       boot_conv = float(boot_ok.mean())
+      boot_params = np.where(boot_ok[:, None], boot_params, np.nan)
       ok = boot_params[boot_ok]
       if len(ok) < 2:
         raise RuntimeError("fit_chinchilla: fewer than two bootstrap refits "

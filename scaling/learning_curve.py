@@ -86,7 +86,34 @@ def _log_kappa(lam, n, ridge, multiplicity):
   return jnp.where(has_root, 0.5 * (lo + hi), -jnp.inf), has_root
 
 
-def _prepare(eigenvalues, n, ridge):
+def check_spectrum(eigenvalues, n, ridge, multiplicity):
+  """ValueError naming the argument unless eigenvalues are finite and >= 0, n finite and
+  > 0, ridge finite and >= 0, and multiplicity (optional) finite, > 0 and shaped like
+  the eigenvalues. Values being traced (inside jit or grad) are not checked."""
+  def concrete(v):
+    return v is not None and not isinstance(v, jax.core.Tracer)
+
+  lam = np.asarray(eigenvalues, np.float64) if concrete(eigenvalues) else None
+  if lam is not None and (lam.ndim != 1 or not np.all(np.isfinite(lam)) or np.any(lam < 0)):
+    raise ValueError("`eigenvalues` must be 1-D, finite and non-negative.")
+  if concrete(n):
+    n_arr = np.asarray(n, np.float64)
+    if n_arr.ndim > 1 or not np.all(np.isfinite(n_arr)) or np.any(n_arr <= 0):
+      raise ValueError(f"`n` must be positive, got {n!r}.")
+  if concrete(ridge):
+    r = np.asarray(ridge, np.float64)
+    if r.ndim != 0 or not np.isfinite(r) or r < 0:
+      raise ValueError(f"`ridge` must be a non-negative number, got {ridge!r}.")
+  if concrete(multiplicity):
+    m = np.asarray(multiplicity, np.float64)
+    if ((lam is not None and m.shape != lam.shape) or not np.all(np.isfinite(m))
+        or np.any(m <= 0)):
+      raise ValueError("`multiplicity` must be finite and positive, shaped like "
+                       "`eigenvalues`.")
+
+
+def _prepare(eigenvalues, n, ridge, multiplicity=None):
+  check_spectrum(eigenvalues, n, ridge, multiplicity)
   lam = jnp.asarray(eigenvalues)
   lam = lam if jnp.issubdtype(lam.dtype, jnp.floating) else lam.astype(float)
   return lam, jnp.asarray(n, lam.dtype), jnp.asarray(ridge, lam.dtype)
@@ -99,7 +126,7 @@ def solve_kappa(eigenvalues, n, ridge=0.0, multiplicity=None):
   ridge = 0 and n at or above the number of nonzero eigenvalues there is no
   positive solution and kappa = 0 is returned.
   """
-  lam, n, ridge = _prepare(eigenvalues, n, ridge)
+  lam, n, ridge = _prepare(eigenvalues, n, ridge, multiplicity)
   return jnp.exp(_log_kappa(lam, n, ridge, multiplicity)[0])
 
 
@@ -149,7 +176,7 @@ _one_jit = jax.jit(jax.vmap(_one, in_axes=(None, None, 0, None, None, None)))
 
 def learnabilities(eigenvalues, n, *, ridge=0.0, multiplicity=None):
   """Per-mode learnability L_i = lambda_i / (lambda_i + kappa); Simon et al. 2021, eq. (2)."""
-  lam, n, ridge = _prepare(eigenvalues, n, ridge)
+  lam, n, ridge = _prepare(eigenvalues, n, ridge, multiplicity)
   return _learn(lam, _log_kappa(lam, n, ridge, multiplicity)[0])[0]
 
 
@@ -180,23 +207,13 @@ def learning_curve(eigenvalues, target_coeffs, n, *, ridge=0.0, noise=0.0,
   if lam.ndim != 1 or v.shape != lam.shape:
     raise ValueError("`eigenvalues` and `target_coeffs` must be 1-D of the same "
                      f"length, got {lam.shape} and {v.shape}.")
-  if not np.all(np.isfinite(lam)) or np.any(lam < 0):
-    raise ValueError("`eigenvalues` must be finite and non-negative.")
+  check_spectrum(lam, n, ridge, multiplicity)
   if not np.all(np.isfinite(v)):
     raise ValueError("`target_coeffs` must be finite.")
   n_arr = np.atleast_1d(np.asarray(n, np.float64))
-  if n_arr.ndim != 1 or np.any(~np.isfinite(n_arr)) or np.any(n_arr <= 0):
-    raise ValueError(f"`n` must be positive, got {n!r}.")
-  if not (np.isscalar(ridge) and np.isfinite(ridge) and ridge >= 0):
-    raise ValueError(f"`ridge` must be a non-negative number, got {ridge!r}.")
   if not (np.isscalar(noise) and np.isfinite(noise) and noise >= 0):
     raise ValueError(f"`noise` must be a non-negative number, got {noise!r}.")
-  mult = None
-  if multiplicity is not None:
-    mult = np.asarray(multiplicity)
-    if mult.shape != lam.shape or np.any(mult <= 0):
-      raise ValueError("`multiplicity` must be positive, shaped like "
-                       "`eigenvalues`.")
+  mult = None if multiplicity is None else np.asarray(multiplicity)
   dtype = jnp.result_type(float)
   lam_j = jnp.asarray(lam, dtype)
   v2 = jnp.asarray(v, dtype)**2
@@ -226,6 +243,11 @@ def empirical_spectrum(gram, target_values):
   if f.shape != (k.shape[0],):
     raise ValueError(f"`target_values` must have shape ({k.shape[0]},), got "
                      f"{f.shape}.")
+  if not (np.all(np.isfinite(k)) and np.all(np.isfinite(f))):
+    raise ValueError("`gram` and `target_values` must be finite.")
+  asym = float(np.max(np.abs(k - k.T), initial=0.0))
+  if asym > 1e-5 * max(float(np.max(np.abs(k), initial=0.0)), np.finfo(float).tiny):
+    raise ValueError(f"`gram` must be symmetric (a kernel matrix); max |K - K^T| = {asym:.3g}.")
   m = k.shape[0]
   lam, u = np.linalg.eigh(0.5 * (k + k.T))
   lam, u = lam[::-1], u[:, ::-1]

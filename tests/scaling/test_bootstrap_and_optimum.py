@@ -70,3 +70,12 @@ def test_power_law_recovers_parameters_and_rejects_bad_input():
     scaling.fit_power_law(-x, y)
   with pytest.raises(ValueError, match="needs more than 3"):
     scaling.fit_power_law(x[:3], y[:3])
+
+
+def test_percentile_interval_refuses_non_finite_samples():
+  """A NaN among the samples made the interval (nan, nan) without a word."""
+  assert scaling.percentile_interval(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0))
+  with pytest.raises(ValueError, match="finite"):
+    scaling.percentile_interval([1.0, np.nan, 2.0])
+  with pytest.raises(ValueError, match="confidence"):
+    scaling.percentile_interval([1.0, 2.0], confidence=1.5)

@@ -107,6 +107,31 @@ def test_bad_input():
     scaling.learning_curve([1.0, 1.0], [1.0, 1.0], 10, ridge=-1.0)
   with pytest.raises(ValueError, match="same length"):
     scaling.learning_curve([1.0, 1.0], [1.0], 10)
+  # NaN and inf used to pass the sign checks (NaN <= 0 is False) and return numbers
+  # (test_mse 0.0 with a NaN multiplicity, kappa 0 or 2.72 from solve_kappa).
+  for mult in ([1.0, np.nan], [1.0, np.inf], [1.0, 0.0]):
+    with pytest.raises(ValueError, match="multiplicity"):
+      scaling.learning_curve(np.array([1.0, 0.5]), np.array([1.0, 1.0]), 10,
+                             multiplicity=np.array(mult))
+    with pytest.raises(ValueError, match="multiplicity"):
+      scaling.solve_kappa([1.0, 0.5], 1, multiplicity=np.array(mult))
+  with pytest.raises(ValueError, match="eigenvalues"):
+    scaling.solve_kappa([1.0, -0.5], 1)
+  with pytest.raises(ValueError, match="eigenvalues"):
+    scaling.learnabilities([1.0, np.nan], 1)
+  with pytest.raises(ValueError, match="`n`"):
+    scaling.solve_kappa([1.0, 0.5], -3)
+  with pytest.raises(ValueError, match="ridge"):
+    scaling.learnabilities([1.0, 0.5], 1, ridge=np.nan)
+  with pytest.raises(ValueError, match="finite"):
+    scaling.empirical_spectrum(np.array([[1.0, np.nan], [np.nan, 1.0]]), np.ones(2))
+  with pytest.raises(ValueError, match="symmetric"):
+    scaling.empirical_spectrum(np.array([[1.0, 0.5], [0.1, 1.0]]), np.ones(2))
+  # Traced values (jit, grad) are not checked, and the checks change no value.
+  lam = np.array([1.0, 0.5, 0.25])
+  assert float(jax.jit(lambda l: scaling.solve_kappa(l, 1.0))(lam)) == pytest.approx(
+      float(scaling.solve_kappa(lam, 1.0)), rel=1e-6)
+  assert np.isfinite(float(jax.grad(lambda r: scaling.solve_kappa(lam, 1.0, r))(0.1)))
 
 
 def test_sphere_spectrum_sums_to_kernel_at_one():
