@@ -51,8 +51,14 @@ def supports(apply_fn) -> bool:
   return _only_affine(apply_fn.layer)
 
 
+def _affine(layer) -> bool:
+  """Exactly Dense or Conv: subclasses (ConvLocal's untied weights, ConvTranspose) are
+  other maps, which the per-layer contraction here would get silently wrong."""
+  return type(layer) in (Dense, Conv)
+
+
 def _only_affine(layer) -> bool:
-  if isinstance(layer, (Dense, Conv)):
+  if _affine(layer):
     return True
   if hasattr(layer, "W_std") or hasattr(layer, "_repeats") or hasattr(layer, "n_chan_key"):
     return False
@@ -63,7 +69,7 @@ def _only_affine(layer) -> bool:
 
 def affine_layers(layer, path: Path = ()) -> Dict[Path, Layer]:
   """The Dense and Conv layers of a network, by path."""
-  if isinstance(layer, (Dense, Conv)):
+  if _affine(layer):
     return {path: layer}
   out = {}
   for i, child in enumerate(layer._children()):
@@ -85,7 +91,7 @@ def _recording_class(cls):
 @functools.lru_cache(maxsize=64)
 def _recording_tree(layer):
   """A copy of the network whose Dense and Conv layers record their inputs (same paths)."""
-  if isinstance(layer, (Dense, Conv)):
+  if _affine(layer):
     kw = {f.name: getattr(layer, f.name) for f in dataclasses.fields(layer) if f.init}
     return _recording_class(type(layer))(**kw)
   changes = {}
@@ -179,12 +185,12 @@ def channelwise_tail(layer, params, x):
   outputs channels-last; ``head(z)`` maps the Conv's outputs to the Dense's inputs.
   None otherwise."""
   units = layer._units(())
-  if len(units) < 2 or not isinstance(units[-1][0], Dense):
+  if len(units) < 2 or type(units[-1][0]) is not Dense:
     return None
   i = len(units) - 2
-  while i >= 0 and not isinstance(units[i][0], (Dense, Conv)):
+  while i >= 0 and not _affine(units[i][0]):
     i -= 1
-  if i < 0 or not isinstance(units[i][0], Conv):
+  if i < 0 or type(units[i][0]) is not Conv:
     return None
   conv, last = units[i]
   out_spec = conv.dimension_numbers[2]

@@ -39,7 +39,19 @@ def _ones(v):
   return v is None or all(int(d) == 1 for d in ((v,) if isinstance(v, int) else v))
 
 
+# The attributes through which a Flax Dense or Conv can compute something other than
+# x . kernel + bias (their defaults are None).
+_CUSTOM_OPS = ("dot_general", "dot_general_cls", "conv_general_dilated",
+               "conv_general_dilated_cls")
+
+
 def _check(mod, x):
+  """The layer must be exactly ``nn.Dense`` or ``nn.Conv`` computing ``x . kernel + bias``:
+  a subclass may override ``__call__``, and a custom ``dot_general`` or
+  ``conv_general_dilated`` changes the map (the structured form would be silently wrong)."""
+  if type(mod) not in (nn.Dense, nn.Conv) or any(
+      getattr(mod, a, None) is not None for a in _CUSTOM_OPS):
+    raise _Unsupported()
   if isinstance(mod, nn.Dense):
     return
   n = len(mod.kernel_size)
