@@ -147,6 +147,15 @@ class GlobalSelfAttentionLayer(Layer):
     if len(shape) < 3:
       raise ValueError(f"GlobalSelfAttention at {path} needs inputs with spatial axes (n, "
                        f"*positions, channels), got shape {tuple(shape)}.")
+    self._check_pos_channels(shape[-1], path)
+
+  def _check_pos_channels(self, c_in, path):
+    """A summed positional embedding has the input's channels (else no network has it)."""
+    if (self.pos_emb_type == "SUM" and self.n_chan_pos_emb is not None and c_in is not None
+        and self.n_chan_pos_emb != c_in):
+      raise ValueError(f"GlobalSelfAttention at {path}: n_chan_pos_emb={self.n_chan_pos_emb} "
+                       f"with pos_emb_type='SUM' must equal the input's {c_in} channels (or "
+                       "be None).")
 
   # ---- finite network -----------------------------------------------------
   def _flow(self, tags, path, roles):
@@ -259,6 +268,7 @@ class GlobalSelfAttentionLayer(Layer):
                        "*positions, channels); its input has none.")
     if k.diagonal_spatial:
       raise ValueError(f"GlobalSelfAttention at {path} needs the full spatial covariance.")
+    self._check_pos_channels(k.width, path)
     nd = len(k.spatial)
     dtype = k.nngp.dtype
     ntk_in = None if k.ntk is None else jnp.broadcast_to(k.ntk, k.nngp.shape)

@@ -291,3 +291,41 @@ def test_residual_cnn_kernels_converge_in_depth(alpha):
   print(f"branch L^-{alpha}: |K_2L - K_L| / |K_L| = {['%.3g' % c for c in change]} at L = "
         f"{depths}; {fit}")
   assert fit.slope < -0.5 and change[-1] < 0.1
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_same_inputs_given_twice_are_x2_none(spatial):
+  """kernel_fn(x, x) is kernel_fn(x, None) (neural-tangents' x1_is_x2): with Dropout in
+  train mode the diagonal keeps its 1/rate (it was 2.0 against 4.0 at rate 0.5)."""
+  if spatial:
+    net = stax.serial(stax.Conv(4, (2, 2), padding="SAME"), stax.Relu(), stax.Dropout(0.5),
+                      stax.Flatten(), stax.Dense(1))
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 4, 2))
+  else:
+    net = stax.serial(stax.Dense(8, 1.0, None), stax.Erf(), stax.Dropout(0.5),
+                      stax.Dense(1, 1.0, None))
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 3))
+  kernel_fn = net[2]
+  alone = kernel_fn(x, None, ("nngp", "ntk"))
+  for x2 in (x, np.array(x), jnp.array(x) + 0.0):
+    twice = kernel_fn(x, x2, ("nngp", "ntk"))
+    np.testing.assert_allclose(twice.nngp, alone.nngp, rtol=1e-6)
+    np.testing.assert_allclose(twice.ntk, alone.ntk, rtol=1e-6)
+  # Other inputs: independent masks, no 1/rate on the diagonal.
+  other = kernel_fn(x, x + 1e-3, "nngp")
+  assert np.all(np.diag(other) < 0.75 * np.diag(alone.nngp))
+
+
+def test_summed_positional_embedding_needs_the_input_channels():
+  """neural-tangents' and our own apply_fn fail to add the embedding; kernel_fn returned
+  a kernel of no network."""
+  def net(c):
+    return stax.serial(stax.Dense(c), stax.GlobalSelfAttention(
+        n_chan_out=4, n_chan_key=4, n_chan_val=3, n_heads=1, attention_mechanism="ABS",
+        pos_emb_type="SUM", val_pos_emb=True, n_chan_pos_emb=4), stax.Flatten(),
+        stax.Dense(2))
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 6, 2))
+  for fn in (lambda n: n[2](x, None, "nngp"), lambda n: n[0](jax.random.PRNGKey(0), x.shape)):
+    with pytest.raises(ValueError, match="n_chan_pos_emb=4"):
+      fn(net(3))
+  assert net(4)[2](x, None, "nngp").shape == (2, 2)
