@@ -30,7 +30,9 @@ class DMFTResult:
     jitter: largest relative diagonal jitter added to a covariance before
       sampling (0.0 when none was needed).
     mc_error: (steps+1,) Monte Carlo standard error of the train loss (0 for
-      closed-form solutions).
+      closed-form solutions): the delta method with the error signal held fixed, an
+      upper bound (3-6x the spread over seeds measured for two-layer solves;
+      docs/dmft.md).
     info: solver settings and diagnostics.
   """
   loss: np.ndarray
