@@ -446,7 +446,8 @@ def _solve(x_all, y, y_test, key, init_phis, init_gs, ntk0, *, act, depth, steps
     """The same A^l, B^l by forward-mode differentiation of the sample means
     through the whole sampled dynamics, one direction at a time (the definition
     the tangent recursion of `pathwise_responses` is checked against; several
-    times slower)."""
+    times slower). Derivatives of the samples only: no delta at a ReLU kink, so it
+    is the definition for smooth activations."""
     u_all, r_all, m_h, m_z = fields["sources"]
     k = min(n_response, s_dim)
     u_sub, r_sub = u_all[..., :k], r_all[..., :k]
