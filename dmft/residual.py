@@ -3,7 +3,6 @@ import dataclasses
 from typing import Sequence
 
 import numpy as np
-from scipy import optimize
 
 from dmft import network
 from dmft import results
@@ -81,6 +80,7 @@ def difference_exponent(lo, hi, diffs, max_alpha: float = 20.0):
   alpha (it was -1.49 for a true -0.7). The standard error is the Gauss-Newton one
   (NaN for two differences: no degrees of freedom left).
   """
+  from scipy import optimize  # pylint: disable=g-import-not-at-top  (0.3 s to import)
   lo, hi, d = (np.asarray(v, dtype=float) for v in (lo, hi, diffs))
   lx, ly, lr = np.log(lo), np.log(d), np.log(lo / hi)  # lr < 0
 
