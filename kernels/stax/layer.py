@@ -321,8 +321,11 @@ def check_masking(layer: Layer, mask_constant, where: str) -> None:
 
 
 # neural-tangents' kernel_fn keywords and the values that mean what this project does.
-_NT_KERNEL_KEYWORDS = {"mask_constant": (None,), "diagonal_batch": (None, False),
-                       "diagonal_spatial": (None, False), "batch_axis": (0,),
+# For (n, d) inputs: diagonal_batch (neural-tangents' default True) only decides whether
+# cov1/cov2 are (n,) or (n, n), and these kernels always keep (n,) (nngp and ntk are the
+# same either way); diagonal_spatial has no spatial axes to act on.
+_NT_KERNEL_KEYWORDS = {"mask_constant": (None,), "diagonal_batch": (None, True, False),
+                       "diagonal_spatial": (None, False, True), "batch_axis": (0,),
                        "channel_axis": (-1, 1)}
 
 

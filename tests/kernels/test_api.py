@@ -31,13 +31,15 @@ def test_kernel_fn_keywords():
   net = stax.serial(stax.Dense(16), stax.Relu(), stax.Dense(1))
   with pytest.raises(TypeError, match="gett"):
     net.kernel_fn(X, None, gett="ntk")
-  for kw in (dict(channel_axis=0), dict(batch_axis=1), dict(diagonal_spatial=True),
-             dict(mask_constant="0"), dict(diagonal_batch=True)):
+  for kw in (dict(channel_axis=0), dict(batch_axis=1), dict(mask_constant="0")):
     with pytest.raises(ValueError, match=list(kw)[0]):
       net.kernel_fn(X, None, "ntk", **kw)
-  # neural-tangents' defaults mean what this project does: accepted.
-  k = net.kernel_fn(X, None, "ntk", channel_axis=-1, batch_axis=0, diagonal_spatial=False)
-  np.testing.assert_array_equal(k, net.kernel_fn(X, None, "ntk"))
+  # neural-tangents' defaults mean what this project does: accepted. For (n, d) inputs
+  # diagonal_batch (its default True) and diagonal_spatial change no nngp or ntk.
+  for kw in (dict(channel_axis=-1, batch_axis=0, diagonal_spatial=False),
+             dict(diagonal_batch=True), dict(diagonal_batch=False), dict(diagonal_spatial=True)):
+    k = net.kernel_fn(X, None, "ntk", **kw)
+    np.testing.assert_array_equal(k, net.kernel_fn(X, None, "ntk"))
 
 
 def test_apply_fn_keywords():
