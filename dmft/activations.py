@@ -105,8 +105,12 @@ class Activation:
         return jnp.zeros_like(x)
       n = x.shape[samples_axis]
       sd = jnp.std(x, axis=samples_axis, keepdims=True)
-      eps = jnp.maximum(KINK_BANDWIDTH * sd * n ** -0.2, jnp.finfo(x.dtype).tiny)
-      return (b - a) * jnp.exp(-0.5 * (x / eps) ** 2) / (math.sqrt(2 * math.pi) * eps)
+      # A field with no spread (an input x = 0 keeps h = 0 on every sample) sits on the
+      # kink without crossing it: no density there (it would be 1/0).
+      spread = sd > 1e-6 * jnp.max(sd)
+      eps = jnp.where(spread, KINK_BANDWIDTH * sd * n ** -0.2, 1.0)
+      density = jnp.exp(-0.5 * (x / eps) ** 2) / (math.sqrt(2 * math.pi) * eps)
+      return (b - a) * jnp.where(spread, density, 0.0)
     return jnp.vectorize(jax.grad(jax.grad(self.layer.fn)))(x)
 
 

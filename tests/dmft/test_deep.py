@@ -344,3 +344,15 @@ def test_a_callable_relu_is_fine_for_two_layers_and_smooth_callables_everywhere(
   assert np.all(np.isfinite(relu.loss))
   assert dmft.activations.nonsmooth(dmft.activations.get(lambda h: jax.nn.softplus(20 * h) / 20)) is None
   assert dmft.activations.nonsmooth(dmft.activations.get("relu")) is None
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_an_input_at_the_origin_sits_on_the_kink_without_a_density(task, residual):
+  """x = 0 keeps h = 0 on every sample: the kink's density estimate has no spread to
+  work with and must contribute nothing (it was 1/0, and the solve diverged)."""
+  x, y, xt, yt = task
+  x = np.array(x)
+  x[1] = 0.0
+  res = dmft.solve_deep(x, y, depth=3, activation="relu", lr=0.5, steps=4, n_samples=512,
+                        residual=residual, X_test=xt, y_test=yt)
+  assert res.converged and np.all(np.isfinite(res.loss)) and np.all(np.isfinite(res.test_loss))
