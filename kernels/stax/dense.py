@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +26,26 @@ class Dense(Layer):
   W_std: float = 1.0
   b_std: Optional[float] = None
   parameterization: Union[str, pz.Parameterization] = "ntk"
+  # neural-tangents' Dense keywords, accepted at the values that mean this layer:
+  # batch first, channels last, no width multipliers of its standard parameterization.
+  batch_axis: int = 0
+  channel_axis: int = -1
+  s: Tuple[int, int] = (1, 1)
 
   _fast_path = True
   _channel_axis_in = -1
 
   def __post_init__(self):
     validation.check_positive_int(self.out_dim, "out_dim")
+    if self.batch_axis != 0:
+      raise ValueError(f"Dense: batch_axis must be 0, got {self.batch_axis!r}.")
+    if self.channel_axis != -1:
+      raise ValueError(f"Dense: channel_axis must be -1 (channels last), got "
+                       f"{self.channel_axis!r}.")
+    if tuple(self.s) != (1, 1):
+      raise ValueError(f"Dense: s (neural-tangents' width multipliers of the standard "
+                       f"parameterization) must be (1, 1), got {self.s!r}.")
+    object.__setattr__(self, "s", (1, 1))
     object.__setattr__(self, "W_std", validation.check_nonnegative(self.W_std, "W_std"))
     object.__setattr__(self, "b_std",
                        validation.check_nonnegative(self.b_std, "b_std", allow_none=True))
