@@ -18,15 +18,32 @@ from kernels.stax.layer import Layer
 def _check_axes(batch_axis, channel_axis, name):
   if batch_axis != 0:
     raise ValueError(f"{name}: batch_axis must be 0, got {batch_axis!r}.")
-  if channel_axis != -1:
-    raise ValueError(f"{name}: channel_axis must be -1 (channels last), got {channel_axis!r}.")
+  if isinstance(channel_axis, bool) or not isinstance(channel_axis, int) or channel_axis == 0:
+    raise ValueError(f"{name}: channel_axis must be a non-batch axis (an int other than 0), "
+                     f"got {channel_axis!r}.")
 
 
-def _spatial_of(shape, name, path):
+def _channel(shape, channel_axis, name, path):
+  """The channel axis of ``shape`` as a non-negative index (ValueError if it is the batch
+  axis or out of range)."""
+  c = channel_axis % len(shape) if -len(shape) <= channel_axis < len(shape) else None
+  if c is None or c == 0:
+    raise ValueError(f"{name} at {path}: channel_axis={channel_axis} is not a non-batch axis "
+                     f"of its input of shape {tuple(shape)}.")
+  return c
+
+
+def _spatial_of(shape, name, path, channel_axis=-1):
   if len(shape) < 3:
     raise ValueError(f"{name} at {path} needs inputs with spatial axes (n, *spatial, channels), "
                      f"got shape {tuple(shape)}.")
-  return tuple(shape[1:-1])
+  c = _channel(shape, channel_axis, name, path)
+  return tuple(n for i, n in enumerate(shape) if i not in (0, c))
+
+
+def _channels_last(x, channel_axis):
+  """x with its channel axis moved last (the kernels' layout: spatial axes in order)."""
+  return jnp.moveaxis(x, channel_axis, -1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +59,10 @@ class _Pool(Layer):
   average = True
   name = "Pool"
   requirements = Requirements(full_spatial=True, spatial=True)
+
+  @property
+  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
+    return self.channel_axis
 
   def __post_init__(self):
     ws = _int_tuple(self.window_shape, "window_shape")
@@ -68,16 +89,25 @@ class _Pool(Layer):
                          f"input's spatial shape {tuple(spatial)}.")
 
   def _shape(self, shape, path):
-    spatial = _spatial_of(shape, self.name, path)
+    spatial = _spatial_of(shape, self.name, path, self.channel_axis)
     self._check(spatial, path)
     out = tuple(spatial_ops.out_size(n, w, s, self.padding)
                 for n, w, s in zip(spatial, self.window_shape, self.strides))
-    return (shape[0],) + out + (shape[-1],)
+    c = _channel(shape, self.channel_axis, self.name, path)
+    out = (shape[0],) + out
+    return out[:c] + (shape[c],) + out[c:]
 
   def _init(self, key, shape, path, ctx, sampler, dtype):
     return self._shape(tuple(shape), path), ()
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
+    c = _channel(x.shape, self.channel_axis, self.name, path)
+    if c != x.ndim - 1:  # (neural-tangents' channel_axis: pooled channels last, put back)
+      return jnp.moveaxis(self._pool(_channels_last(x, c), path), -1, c)
+    return self._pool(x, path)
+
+  def _pool(self, x, path):
+    """Pooling of channels-last x."""
     spatial = _spatial_of(x.shape, self.name, path)
     self._check(spatial, path)
     dims = (1,) + self.window_shape + (1,)
@@ -123,7 +153,7 @@ class _Pool(Layer):
   # sums as zeros, which are divided by the window size as unmasked ones are; an output
   # is masked where its window's center is, and its covariances are then zeroed.
   def _supports_mask(self):
-    return True
+    return self.channel_axis == -1
 
   def _mask_out(self, mask, shape, path):
     mask = jnp.all(mask, axis=-1, keepdims=True)
@@ -170,6 +200,10 @@ class GlobalPoolLayer(Layer):
   _drops_spatial = True
 
   @property
+  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
+    return self.channel_axis
+
+  @property
   def name(self):
     return "GlobalAvgPool" if self.average else "GlobalSumPool"
 
@@ -177,15 +211,16 @@ class GlobalPoolLayer(Layer):
     _check_axes(self.batch_axis, self.channel_axis, self.name)
 
   def _shape(self, shape, path):
-    _spatial_of(shape, self.name, path)
-    return (shape[0], shape[-1])
+    _spatial_of(shape, self.name, path, self.channel_axis)
+    return (shape[0], shape[_channel(shape, self.channel_axis, self.name, path)])
 
   def _init(self, key, shape, path, ctx, sampler, dtype):
     return self._shape(tuple(shape), path), ()
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
-    _spatial_of(x.shape, self.name, path)
-    axes = tuple(range(1, x.ndim - 1))
+    _spatial_of(x.shape, self.name, path, self.channel_axis)
+    c = _channel(x.shape, self.channel_axis, self.name, path)
+    axes = tuple(i for i in range(1, x.ndim) if i != c)
     return jnp.mean(x, axes) if self.average else jnp.sum(x, axes)
 
   def _kernel(self, k, path, ctx):
@@ -231,7 +266,7 @@ class GlobalPoolLayer(Layer):
                      mask2=mask1 if k.x1_is_x2 else jnp.all(k.mask2, axes))
 
   def _supports_mask(self):
-    return True
+    return self.channel_axis == -1
 
   def _apply_masked(self, params, x, mask, path, ctx):
     """neural-tangents' masked global pooling: the mean over unmasked positions (sum of

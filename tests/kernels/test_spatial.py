@@ -329,3 +329,34 @@ def test_summed_positional_embedding_needs_the_input_channels():
     with pytest.raises(ValueError, match="n_chan_pos_emb=4"):
       fn(net(3))
   assert net(4)[2](x, None, "nngp").shape == (2, 2)
+
+
+@pytest.mark.parametrize("window", [(2, 2), (2, 3)])
+def test_pooling_reads_channels_first_activations(window):
+  """AvgPool / SumPool / GlobalAvgPool with channel_axis=1 after a Conv writing NCHW: the
+  same finite network and the same kernels as the channels-last one (equal to
+  neural-tangents' to 1e-15 in float64, measured side by side); it was a ValueError."""
+  def net(nchw):
+    dn = dict(dimension_numbers=("NHWC", "HWIO", "NCHW")) if nchw else {}
+    dn2 = dict(dimension_numbers=("NCHW", "HWIO", "NCHW")) if nchw else {}
+    ax = dict(channel_axis=1) if nchw else {}
+    return stax.serial(stax.Conv(3, (2, 2), padding="SAME", **dn), stax.AvgPool(window, **ax),
+                       stax.Relu(), stax.Conv(2, (2, 2), padding="SAME", **dn2),
+                       stax.SumPool((1, 1), **ax), stax.Relu(), stax.GlobalAvgPool(**ax),
+                       stax.Dense(1))
+  with jax.enable_x64(True):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 6, 2)))
+    a, b = net(True), net(False)
+    ka, kb = a.kernel_fn(x, None, ("nngp", "ntk")), b.kernel_fn(x, None, ("nngp", "ntk"))
+    np.testing.assert_allclose(ka.nngp, kb.nngp, rtol=1e-13)
+    np.testing.assert_allclose(ka.ntk, kb.ntk, rtol=1e-13)
+    _, params = a.init_fn(jax.random.PRNGKey(0), x.shape)
+    np.testing.assert_allclose(a.apply_fn(params, x), b.apply_fn(params, x), rtol=1e-12)
+    # As the first layer, it states the raw inputs' channel axis.
+    first = stax.serial(stax.AvgPool(window, channel_axis=1), stax.Flatten(), stax.Dense(1))
+    last = stax.serial(stax.AvgPool(window), stax.Flatten(), stax.Dense(1))
+    xt = jnp.moveaxis(x, -1, 1)
+    np.testing.assert_allclose(first.kernel_fn(xt, None, "nngp"),
+                               last.kernel_fn(x, None, "nngp"), rtol=1e-13)
+  with pytest.raises(ValueError, match="channel_axis"):
+    stax.AvgPool((2, 2), channel_axis=0)
