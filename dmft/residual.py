@@ -90,7 +90,7 @@ def difference_exponent(lo, hi, diffs, max_alpha: float = 20.0):
 
   half = np.geomspace(1e-3, max_alpha, 400)  # alpha < 0: differences that grow with depth
   grid = np.concatenate([-half[::-1], half])
-  rss = np.array([resid(a) @ resid(a) for a in grid])
+  rss = np.array([r @ r for r in map(resid, grid)])
   i = int(np.argmin(rss))
   lo_a, hi_a = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
   if lo_a < 0 < hi_a:  # (never across alpha = 0, where the model is degenerate)

@@ -111,7 +111,7 @@ def _check_time(t, steps):
     if not np.issubdtype(s.dtype, np.integer) or np.any(s < 0):
       raise ValueError(f"steps must be non-negative integers, got {steps!r}.")
     return s
-  if t is not None and _concrete(t):
+  if t is not None and validation.is_concrete(t):
     tt = np.asarray(t, dtype=float)
     if np.any(np.isnan(tt)) or np.any(tt < 0):
       raise ValueError(f"t must be non-negative times, got {t!r}.")
@@ -137,7 +137,7 @@ def _check_psd(evals, name: str, diag_reg: bool = True) -> None:
   Not positive semi-definite: the smallest eigenvalue is below ``-sqrt(eps)`` times
   the largest eigenvalue magnitude. Traced eigenvalues are left to `_factors`.
   """
-  if not _concrete(evals):
+  if not validation.is_concrete(evals):
     return
   ev = np.asarray(evals)
   lam_min, scale = float(np.min(ev)), float(np.max(np.abs(ev)))
@@ -148,14 +148,6 @@ def _check_psd(evals, name: str, diag_reg: bool = True) -> None:
                      f"magnitude {scale:.3g} ({ev.dtype}). NNGP and NTK kernels are positive "
                      f"semi-definite" + ("; pass diag_reg to shift the kernel." if diag_reg
                                          else "."))
-
-
-def _concrete(x) -> bool:
-  try:
-    np.asarray(x)
-    return True
-  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-    return False
 
 
 # ----------------------------------------------------------------------------
@@ -182,7 +174,7 @@ def _cholesky(k):
 def _cho_factor(k, name: str):
   """Lower Cholesky factor; a reported jitter if ``k`` is not numerically positive definite."""
   chol = _cholesky(k)
-  if not _concrete(chol) or bool(jnp.all(jnp.isfinite(chol))):
+  if not validation.is_concrete(chol) or bool(jnp.all(jnp.isfinite(chol))):
     return chol
   _check_psd(jnp.linalg.eigvalsh(k), name)
   scale = float(jnp.mean(jnp.abs(jnp.diag(k))))
@@ -244,7 +236,7 @@ def _times(t, steps, learning_rate, dtype):
 
 
 def _warn_learning_rate(evals, n, learning_rate, momentum=0.0):
-  if validation.is_traced(learning_rate) or not _concrete(evals):
+  if validation.is_traced(learning_rate) or not validation.is_concrete(evals):
     return
   top = float(jnp.max(evals))
   lr_max = 2 * (1 + momentum) * n / (top + 1e-12)
@@ -585,7 +577,7 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
   p = y.shape[0]
   k = _check_square(k_train_train, "k_train_train", p)
   lr = _check_learning_rate(learning_rate)
-  if _concrete(k):
+  if validation.is_concrete(k):
     _check_psd(np.linalg.eigvalsh(np.asarray(k)), "k_train_train", diag_reg=False)
   dtype = k.dtype
   y = y.astype(dtype)
@@ -661,7 +653,7 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
       tt = jnp.asarray(t, dtype) * lr
       shape = tt.shape
       flat = tt.reshape(-1)
-      if _concrete(flat):
+      if validation.is_concrete(flat):
         fl = np.asarray(flat)
         if np.any(fl < 0) or np.any(np.diff(fl) <= 0) and fl.size > 1:
           raise ValueError(f"t must be non-negative and strictly increasing, got {t!r}.")

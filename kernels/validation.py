@@ -131,6 +131,15 @@ def _number(value, name: str, what: str):
   return float(value)
 
 
+def is_concrete(x) -> bool:
+  """Whether x has values here (not a tracer inside jit, grad or vmap)."""
+  try:
+    np.asarray(x)
+    return True
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return False
+
+
 def is_traced(value) -> bool:
   """After `_number`, a hyperparameter is a float or (under tracing) a JAX scalar."""
   return isinstance(value, jax.Array)

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels import validation
+
 _BISECTION_STEPS = 200
 # The bracket extends this far (in log kappa) beyond the smallest scale.
 _LOG_MARGIN = 40.0
@@ -91,7 +93,7 @@ def check_spectrum(eigenvalues, n, ridge, multiplicity):
   > 0, ridge finite and >= 0, and multiplicity (optional) finite, > 0 and shaped like
   the eigenvalues. Values being traced (inside jit or grad) are not checked."""
   def concrete(v):
-    return v is not None and not isinstance(v, jax.core.Tracer)
+    return v is not None and validation.is_concrete(v)
 
   lam = np.asarray(eigenvalues, np.float64) if concrete(eigenvalues) else None
   if lam is not None and (lam.ndim != 1 or not np.all(np.isfinite(lam)) or np.any(lam < 0)):

@@ -451,12 +451,9 @@ def same_inputs(x1, x2, eps: float = 1e-12) -> bool:
   array are not recognised: pass x2=None there."""
   if x2 is None or x2 is x1:
     return True
-  if isinstance(x1, jax.core.Tracer) or isinstance(x2, jax.core.Tracer):
+  if not (validation.is_concrete(x1) and validation.is_concrete(x2)):
     return False
-  try:
-    a, b = np.asarray(x1), np.asarray(x2)
-  except (TypeError, ValueError):
-    return False
+  a, b = np.asarray(x1), np.asarray(x2)
   if a.shape != b.shape or a.dtype.kind not in "fiu" or b.dtype.kind not in "fiu":
     return False
   return bool(np.all(np.abs(a.astype(np.float64) - b.astype(np.float64)) < eps))

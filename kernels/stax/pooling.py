@@ -34,16 +34,12 @@ def _channel(shape, channel_axis, name, path):
 
 
 def _spatial_of(shape, name, path, channel_axis=-1):
+  """(spatial shape, channel axis as a non-negative index) of an input shape."""
   if len(shape) < 3:
     raise ValueError(f"{name} at {path} needs inputs with spatial axes (n, *spatial, channels), "
                      f"got shape {tuple(shape)}.")
   c = _channel(shape, channel_axis, name, path)
-  return tuple(n for i, n in enumerate(shape) if i not in (0, c))
-
-
-def _channels_last(x, channel_axis):
-  """x with its channel axis moved last (the kernels' layout: spatial axes in order)."""
-  return jnp.moveaxis(x, channel_axis, -1)
+  return tuple(n for i, n in enumerate(shape) if i not in (0, c)), c
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +85,10 @@ class _Pool(Layer):
                          f"input's spatial shape {tuple(spatial)}.")
 
   def _shape(self, shape, path):
-    spatial = _spatial_of(shape, self.name, path, self.channel_axis)
+    spatial, c = _spatial_of(shape, self.name, path, self.channel_axis)
     self._check(spatial, path)
     out = tuple(spatial_ops.out_size(n, w, s, self.padding)
                 for n, w, s in zip(spatial, self.window_shape, self.strides))
-    c = _channel(shape, self.channel_axis, self.name, path)
     out = (shape[0],) + out
     return out[:c] + (shape[c],) + out[c:]
 
@@ -103,12 +98,12 @@ class _Pool(Layer):
   def _apply(self, params, x, path, ctx, probes=None, record=None):
     c = _channel(x.shape, self.channel_axis, self.name, path)
     if c != x.ndim - 1:  # (neural-tangents' channel_axis: pooled channels last, put back)
-      return jnp.moveaxis(self._pool(_channels_last(x, c), path), -1, c)
+      return jnp.moveaxis(self._pool(jnp.moveaxis(x, c, -1), path), -1, c)
     return self._pool(x, path)
 
   def _pool(self, x, path):
     """Pooling of channels-last x."""
-    spatial = _spatial_of(x.shape, self.name, path)
+    spatial, _ = _spatial_of(x.shape, self.name, path)
     self._check(spatial, path)
     dims = (1,) + self.window_shape + (1,)
     strides = (1,) + self.strides + (1,)
@@ -211,15 +206,14 @@ class GlobalPoolLayer(Layer):
     _check_axes(self.batch_axis, self.channel_axis, self.name)
 
   def _shape(self, shape, path):
-    _spatial_of(shape, self.name, path, self.channel_axis)
-    return (shape[0], shape[_channel(shape, self.channel_axis, self.name, path)])
+    _, c = _spatial_of(shape, self.name, path, self.channel_axis)
+    return (shape[0], shape[c])
 
   def _init(self, key, shape, path, ctx, sampler, dtype):
     return self._shape(tuple(shape), path), ()
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
-    _spatial_of(x.shape, self.name, path, self.channel_axis)
-    c = _channel(x.shape, self.channel_axis, self.name, path)
+    _, c = _spatial_of(x.shape, self.name, path, self.channel_axis)
     axes = tuple(i for i in range(1, x.ndim) if i != c)
     return jnp.mean(x, axes) if self.average else jnp.sum(x, axes)
 
