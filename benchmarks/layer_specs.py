@@ -52,7 +52,7 @@ def _layer(name, arg, stax, functions, array=None):
     return stax.repeat(build(arg["layer"], stax, functions, array), arg["n"])
   if name == "Index":  # idx entries: integers, "..." or [start, stop, step] for a slice
     return stax.Index(tuple(Ellipsis if v == "..." else slice(*v) if isinstance(v, list) else v
-                            for v in arg["idx"]))
+                            for v in arg["idx"]), **{k: v for k, v in arg.items() if k != "idx"})
   if name == "ElementwiseNumerical":
     return stax.ElementwiseNumerical(functions[arg["fn"]], deg=arg["deg"])
   # JSON has no tuples; neural-tangents needs them for shapes (window_shape, axis, ...).

@@ -52,9 +52,10 @@ def supports(apply_fn) -> bool:
 
 
 def _affine(layer) -> bool:
-  """Exactly Dense or Conv: subclasses (ConvLocal's untied weights, ConvTranspose) are
-  other maps, which the per-layer contraction here would get silently wrong."""
-  return type(layer) in (Dense, Conv)
+  """Exactly Dense (channels last) or Conv: subclasses (ConvLocal's untied weights,
+  ConvTranspose) and Dense on other channel axes are other maps, which the per-layer
+  contraction here would get silently wrong."""
+  return type(layer) is Conv or (type(layer) is Dense and layer.channel_axis == -1)
 
 
 def _only_affine(layer) -> bool:
@@ -185,7 +186,7 @@ def channelwise_tail(layer, params, x):
   outputs channels-last; ``head(z)`` maps the Conv's outputs to the Dense's inputs.
   None otherwise."""
   units = layer._units(())
-  if len(units) < 2 or type(units[-1][0]) is not Dense:
+  if len(units) < 2 or type(units[-1][0]) is not Dense or not _affine(units[-1][0]):
     return None
   i = len(units) - 2
   while i >= 0 and not _affine(units[i][0]):

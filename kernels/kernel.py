@@ -71,6 +71,9 @@ class Kernel:
   diagonal: bool = dataclasses.field(default=False, metadata=dict(static=True))
   spatial: Tuple[int, ...] = dataclasses.field(default=(), metadata=dict(static=True))
   diagonal_spatial: bool = dataclasses.field(default=False, metadata=dict(static=True))
+  # The activations' channel axis in their own layout, counted from the end (-1: channels
+  # last; -3 for NCHW); the positions above are the other non-batch axes in order.
+  channel_axis: int = dataclasses.field(default=-1, metadata=dict(static=True))
   mask1: Optional[jax.Array] = None
   mask2: Optional[jax.Array] = None
 
@@ -171,7 +174,7 @@ jax.tree_util.register_dataclass(
     Kernel,
     data_fields=["nngp", "ntk", "cov1", "cov2", "covs", "keys1", "keys2", "mask1", "mask2"],
     meta_fields=["width", "is_gaussian", "source", "x1_is_x2", "diagonal", "spatial",
-                 "diagonal_spatial"])
+                 "diagonal_spatial", "channel_axis"])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels.kernel import Requirements
+from kernels.stax import layout
 from kernels.stax.dot_general import linear_kernel
 from kernels.stax.layer import Layer
 
@@ -122,6 +123,7 @@ class AggregateLayer(Layer):
   def _kernel(self, k, path, ctx):
     if isinstance(k, list):
       raise ValueError("Aggregate expects a single input kernel.")
+    layout.check_kernel(k, self.channel_axis, "Aggregate", path)
     pattern = ctx.pattern
     if pattern is None:
       raise ValueError(f"Aggregate at {path}: kernel_fn needs the graphs: pass "

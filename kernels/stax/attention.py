@@ -12,6 +12,7 @@ import numpy as np
 from kernels import parameterization as pz
 from kernels import validation
 from kernels.kernel import Requirements, place_mask, zero_masked
+from kernels.stax import layout
 from kernels.stax.layer import Layer
 
 MECHANISMS = ("SOFTMAX", "IDENTITY", "ABS", "RELU")
@@ -116,9 +117,18 @@ class GlobalSelfAttentionLayer(Layer):
       validation.check_positive_int(self.n_chan_pos_emb, "n_chan_pos_emb")
     if self.pos_emb_decay_fn is not None and not callable(self.pos_emb_decay_fn):
       raise TypeError("pos_emb_decay_fn must be callable or None.")
-    if self.batch_axis != 0 or self.channel_axis != -1:
-      raise ValueError(f"GlobalSelfAttention: batch_axis must be 0 and channel_axis -1, got "
-                       f"{self.batch_axis!r} and {self.channel_axis!r}.")
+    layout.check_axes(self.batch_axis, self.channel_axis, "GlobalSelfAttention")
+
+  @property
+  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
+    return self.channel_axis
+
+  def _channels_at(self, shape, path):
+    """The activations' channel axis (``channel_axis`` read in their layout)."""
+    if len(shape) < 3:
+      raise ValueError(f"GlobalSelfAttention at {path} needs inputs with spatial axes (n, "
+                       f"*positions, channels), got shape {tuple(shape)}.")
+    return layout.channel_index(shape, self.channel_axis, "GlobalSelfAttention", path)
 
   @property
   def _vanishing(self) -> bool:
@@ -164,8 +174,10 @@ class GlobalSelfAttentionLayer(Layer):
     return frozenset([path])  # its weights end every path from the data
 
   def _shape(self, shape, path):
+    c = self._channels_at(shape, path)
+    shape = layout.shape_to_channels_last(shape, c)
     self._check_spatial(shape, path)
-    return tuple(shape[:-1]) + (self.n_chan_out,)
+    return layout.shape_from_channels_last(tuple(shape[:-1]) + (self.n_chan_out,), c)
 
   def _n_pos(self, c_in):
     return c_in if self.n_chan_pos_emb is None else self.n_chan_pos_emb
@@ -173,6 +185,7 @@ class GlobalSelfAttentionLayer(Layer):
   def _init(self, key, shape, path, ctx, sampler, dtype):
     shape = tuple(shape)
     out = self._shape(shape, path)
+    shape = layout.shape_to_channels_last(shape, self._channels_at(shape, path))
     kq, kk, kv, ko, kb, kp = jax.random.split(key, 6)
     c_keys = c_vals = shape[-1]
     pos_emb = None
@@ -195,7 +208,9 @@ class GlobalSelfAttentionLayer(Layer):
   def _apply(self, params, x, path, ctx, probes=None, record=None):
     """neural-tangents' finite attention (NTK parameterization); linear scaling ties
     queries to keys."""
-    return self._forward(params, x, path, None)
+    c = self._channels_at(x.shape, path)
+    return layout.from_channels_last(
+        self._forward(params, layout.to_channels_last(x, c), path, None), c)
 
   def _supports_mask(self):
     return True
@@ -205,8 +220,10 @@ class GlobalSelfAttentionLayer(Layer):
     query attends to a masked key (its logit is -1e20 for SOFTMAX, 0 for the other
     mechanisms), masked positions get no positional embedding, and a position is masked
     when all its channels are."""
-    mask = jnp.all(mask, axis=-1, keepdims=True)
-    return self._forward(params, zero_masked(x, mask), path, mask), mask
+    c = self._channels_at(x.shape, path)
+    mask = jnp.all(mask, axis=c, keepdims=True)
+    x, m = (layout.to_channels_last(a, c) for a in (zero_masked(x, mask), mask))
+    return layout.from_channels_last(self._forward(params, x, path, m), c), mask
 
   def _forward(self, params, x, path, mask):
     Q, K, V, O, b, pos_emb = params
@@ -263,6 +280,8 @@ class GlobalSelfAttentionLayer(Layer):
     positional-embedding covariances."""
     if isinstance(k, list):
       raise ValueError("GlobalSelfAttention expects a single input kernel.")
+    if k.spatial:
+      layout.check_kernel(k, self.channel_axis, "GlobalSelfAttention", path)
     if not k.spatial:
       raise ValueError(f"GlobalSelfAttention at {path} needs inputs with spatial axes (n, "
                        "*positions, channels); its input has none.")

@@ -14,6 +14,7 @@ import functools
 import jax.numpy as jnp
 
 from kernels.kernel import zero_masked
+from kernels.stax import layout
 from kernels.stax.combinators import _as_list, sum_masks
 from kernels.stax.layer import Layer
 
@@ -100,9 +101,13 @@ class FanInConcatLayer(Layer):
 
   def _kernel(self, ks, path, ctx):
     ks = _as_list(ks, "kernels")
-    a = self._axis(len(ks[0].spatial) + 2, path)
+    ndim = len(ks[0].spatial) + 2
+    a = self._axis(ndim, path)
     if len(ks) == 1:
       return ks[0]
+    layout.check_branches(ks, "FanInConcat", path)
+    # ``axis`` is read in the activations' layout; the kernel's positions are channels last.
+    a = layout.to_channels_last_axis(a, ndim, ks[0].channel_axis % ndim)
     if a == len(ks[0].spatial) + 1:
       k = self._concat_channels(ks, path)
       return k.replace(mask1=sum_masks([b.mask1 for b in ks]),
@@ -216,6 +221,7 @@ class FanInProdLayer(Layer):
     ks = _as_list(ks, "kernels")
     if len(ks) == 1:
       return ks[0]
+    layout.check_branches(ks, "FanInProd", path)
     if any(k.spatial != ks[0].spatial or k.width != ks[0].width for k in ks):
       raise ValueError("FanInProd needs branches of equal shape, got spatial shapes "
                        f"{[k.spatial for k in ks]} and widths {[k.width for k in ks]}.")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from kernels import parameterization as pz
 from kernels import validation
 from kernels.kernel import zero_masked
+from kernels.stax import layout
 from kernels.stax.layer import Layer
 
 
@@ -103,21 +104,34 @@ def _width_key(p: pz.Parameterization) -> pz.Parameterization:
   return dataclasses.replace(p, name="", depth=None, branch_exponent=0.0)
 
 
+def _reads_logit_exponent_only(layer: Layer) -> bool:
+  return hasattr(layer, "n_chan_key")  # GlobalSelfAttention
+
+
 def check_parameterizations(net: "Serial") -> None:
   """Refuses a network whose layers mix parameterizations (the error names them), and
   residual blocks that disagree on their depth scaling; counts the residual blocks."""
   from kernels.stax.layer import count_residual  # pylint: disable=g-import-not-at-top
   found = _parameterized(net)
   if not net.mixed_parameterizations:
+    # Attention reads only its logits' exponent (its weights are neural-tangents' under
+    # every parameterization): it agrees with any layer whose exponent it shares, so
+    # neural-tangents' GlobalSelfAttention() sits in a "standard" network.
+    plain = [(p, l) for p, l in found if not _reads_logit_exponent_only(l)]
     keys = {}
-    for path, l in found:
+    for path, l in plain:
       keys.setdefault(_width_key(l.parameterization), []).append((path, l))
-    if len(keys) > 1:
-      groups = "; ".join(
-          f"{ls[0][1].parameterization.name}: " + ", ".join(
-              f"{type(l).__name__} at {p}" for p, l in ls[:4]) + (" ..." if len(ls) > 4 else "")
-          for ls in keys.values())
-      raise ValueError(f"serial: layers mix parameterizations ({groups}). Use one "
+    exps = {}
+    for path, l in found:
+      exps.setdefault(l.parameterization.attention_exponent, []).append((path, l))
+    if len(keys) > 1 or len(exps) > 1:
+      groups = {}
+      for path, l in found:
+        groups.setdefault(l.parameterization.name, []).append((path, l))
+      text = "; ".join(
+          f"{name}: " + ", ".join(f"{type(l).__name__} at {p}" for p, l in ls[:4]) +
+          (" ..." if len(ls) > 4 else "") for name, ls in groups.items())
+      raise ValueError(f"serial: layers mix parameterizations ({text}). Use one "
                        "parameterization for every layer, or build the network with "
                        "serial(..., mixed_parameterizations=True) to mix them on purpose.")
   blocks = [(p, l) for p, l in found if isinstance(l, Residual)]
@@ -280,6 +294,7 @@ class FanInSumLayer(Layer):
     ks = _as_list(ks, "kernels")
     if len(ks) == 1:
       return ks[0]
+    layout.check_branches(ks, "FanInSum", path)
     if not all(k.is_gaussian for k in ks):
       raise ValueError("FanInSum's kernel needs every branch to end in a Dense layer (mean-zero "
                        "Gaussian outputs); a branch ends in a nonlinearity or is the raw input.")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from kernels import parameterization as pz
 from kernels import validation
 from kernels.kernel import Requirements
-from kernels.stax import spatial_ops
+from kernels.stax import layout, spatial_ops
 from kernels.stax.layer import DATA, Context, Layer, Path
 
 _SPATIAL_LETTERS = "ABDEFGHJKLMPQRSTUVWXYZ"  # neural-tangents' order: no N, C, I, O
@@ -249,6 +249,10 @@ class Conv(Layer):
     if not k.spatial:
       raise ValueError(f"{name} at {path} needs inputs with spatial axes (n, *spatial, "
                        "channels); its input has none (after Flatten or global pooling?).")
+    lhs = self._specs[0]
+    if lhs[0] == "N":  # (the input's channels where lhs says)
+      layout.check_kernel(k, lhs.index("C") - len(lhs), name, path,
+                          "dimension_numbers whose lhs has C on axis {}")
 
   def _kernel(self, k, path, ctx):
     self._check_kernel_input(k, path)
@@ -285,7 +289,8 @@ class Conv(Layer):
         mask1, mask2 = (_permute_positions(m, 1, perm, False) for m in (mask1, mask2))
       spatial = tuple(spatial[p] for p in perm)
     k = k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.out_chan,
-                  is_gaussian=True, source=path, spatial=spatial, mask1=mask1, mask2=mask2)
+                  is_gaussian=True, source=path, spatial=spatial, mask1=mask1, mask2=mask2,
+                  channel_axis=out.index("C") - len(out))
     return k if mask1 is None else k.remask()
 
   # Masked inputs (neural-tangents' Conv): a position is masked when all its channels

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from kernels import parameterization as pz
 from kernels import validation
+from kernels.stax import layout
 from kernels.stax.layer import DATA, Context, Layer, Path
 
 
@@ -26,22 +27,16 @@ class Dense(Layer):
   W_std: float = 1.0
   b_std: Optional[float] = None
   parameterization: Union[str, pz.Parameterization] = "ntk"
-  # neural-tangents' Dense keywords, accepted at the values that mean this layer:
-  # batch first, channels last, no width multipliers of its standard parameterization.
+  # neural-tangents' Dense keywords: the batch first, the features on any other axis
+  # (``channel_axis=1``: NCHW activations), no width multipliers of its standard
+  # parameterization.
   batch_axis: int = 0
   channel_axis: int = -1
   s: Tuple[int, int] = (1, 1)
 
-  _fast_path = True
-  _channel_axis_in = -1
-
   def __post_init__(self):
     validation.check_positive_int(self.out_dim, "out_dim")
-    if self.batch_axis != 0:
-      raise ValueError(f"Dense: batch_axis must be 0, got {self.batch_axis!r}.")
-    if self.channel_axis != -1:
-      raise ValueError(f"Dense: channel_axis must be -1 (channels last), got "
-                       f"{self.channel_axis!r}.")
+    layout.check_axes(self.batch_axis, self.channel_axis, "Dense")
     if tuple(self.s) != (1, 1):
       raise ValueError(f"Dense: s (neural-tangents' width multipliers of the standard "
                        f"parameterization) must be (1, 1), got {self.s!r}.")
@@ -50,6 +45,17 @@ class Dense(Layer):
     object.__setattr__(self, "b_std",
                        validation.check_nonnegative(self.b_std, "b_std", allow_none=True))
     object.__setattr__(self, "parameterization", pz.get(self.parameterization))
+
+  @property
+  def _fast_path(self):  # (the fused program has channels last)
+    return self.channel_axis == -1
+
+  @property
+  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
+    return self.channel_axis
+
+  def _channels_at(self, shape, path):
+    return layout.channel_index(shape, self.channel_axis, "Dense", path)
 
   def scales(self, fan_in: int, path: Path, ctx: Context, optimizer: str = "sgd"):
     role = ctx.role(path)
@@ -64,10 +70,12 @@ class Dense(Layer):
     return frozenset([path])
 
   def _shape(self, shape, path):
-    return tuple(shape[:-1]) + (self.out_dim,)
+    shape = tuple(shape)
+    c = self._channels_at(shape, path)
+    return shape[:c] + (self.out_dim,) + shape[c + 1:]
 
   def _init(self, key, shape, path, ctx, sampler, dtype):
-    fan_in = shape[-1]
+    fan_in = shape[self._channels_at(shape, path)]
     s = self.scales(fan_in, path, ctx)
     kw, kb = jax.random.split(key)
     W = sampler(kw, path, "W", (fan_in, self.out_dim), s.w_init, dtype)
@@ -75,6 +83,18 @@ class Dense(Layer):
     return self._shape(shape, path), (W, b)
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
+    if self.channel_axis != -1:
+      c = self._channels_at(x.shape, path)
+      if c != x.ndim - 1:  # (the structured empirical NTK, which probes, takes channels last)
+        if probes is not None or record is not None:
+          raise ValueError(f"Dense at {path} with channel_axis={self.channel_axis} cannot be "
+                           "probed; the empirical NTK uses NTK-vector products for it.")
+        y = self._dense(params, layout.to_channels_last(x, c), path, ctx, None, None)
+        return layout.from_channels_last(y, c)
+    return self._dense(params, x, path, ctx, probes, record)
+
+  def _dense(self, params, x, path, ctx, probes, record):
+    """The layer on channels-last ``x``."""
     W, b = params
     if x.shape[-1] != W.shape[0]:
       raise ValueError(f"inputs have {x.shape[-1]} features but the Dense layer at {path} "
@@ -92,6 +112,7 @@ class Dense(Layer):
   def _kernel(self, k, path, ctx):
     if isinstance(k, list):
       raise ValueError("Dense expects a single input kernel.")
+    layout.check_kernel(k, self.channel_axis, "Dense", path)
     fan_in = k.width
     s = self.scales(fan_in, path, ctx)
     var_w = (s.w_mult * s.w_init) ** 2 * fan_in
@@ -113,7 +134,7 @@ class Dense(Layer):
     return True
 
   def _mask_out(self, mask, shape, path):
-    return jnp.all(mask, axis=-1, keepdims=True)
+    return jnp.all(mask, axis=self._channels_at(shape, path), keepdims=True)
 
   def _lr(self, params, path, ctx, optimizer):
     W, b = params

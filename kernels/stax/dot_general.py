@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels.kernel import Kernel, Requirements
+from kernels.stax import layout
 from kernels.stax.layer import Layer
 
 Axes = Tuple[int, ...]
@@ -293,6 +294,7 @@ class DotGeneralLayer(Layer):
   def _kernel(self, k, path, ctx):
     if isinstance(k, list):
       raise ValueError("DotGeneral expects a single input kernel.")
+    layout.check_kernel(k, self.channel_axis, "DotGeneral", path)
     if self._other is None:
       return k
     n_sp = len(k.spatial)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from kernels.stax import layout
 from kernels.stax.layer import Layer
 
 
@@ -46,7 +47,8 @@ class IndexLayer(Layer):
   The kernel indexes the points of both batches alike (a slice of the batch), each
   position axis of the spatial covariance as the activations' (both positions of a
   pair; an integer removes the spatial axis), and never the channel axis, whose width
-  is infinite (only ``:`` or ``...`` there, as in neural-tangents).
+  is infinite (only ``:`` or ``...`` there, as in neural-tangents). ``idx`` indexes the
+  activations in their layout (``channel_axis=1``: NCHW).
   """
   idx: Any
   batch_axis: int = 0
@@ -54,9 +56,11 @@ class IndexLayer(Layer):
 
   def __post_init__(self):
     object.__setattr__(self, "idx", _freeze(self.idx))
-    if self.batch_axis != 0 or self.channel_axis != -1:
-      raise ValueError(f"Index: batch_axis must be 0 and channel_axis -1, got "
-                       f"{self.batch_axis!r} and {self.channel_axis!r}.")
+    layout.check_axes(self.batch_axis, self.channel_axis, "Index")
+
+  @property
+  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
+    return self.channel_axis
 
   def _entries(self, ndim, where):
     """One entry per axis of an ``ndim``-axis activation."""
@@ -107,14 +111,19 @@ class IndexLayer(Layer):
       raise ValueError("Index expects a single input kernel.")
     n_sp = len(k.spatial)
     ndim = n_sp + 2
-    idx = self._python_index(ndim, path)
+    c = layout.check_kernel(k, self.channel_axis, "Index", path)
+    idx = self._python_index(ndim, path)  # (in the activations' layout; the kernel's is
+    # channels last); integers remove axes, which moves the channels counted from the end.
+    channel_axis = -1 - sum(not isinstance(it, int) for it in idx[c + 1:])
+    idx = tuple(idx[a] for a in layout.channels_last_order(ndim, c))
     if idx[-1] != slice(None):
       raise ValueError(f"Index at {path}: idx {self._text()} indexes the channel axis, whose "
                        "width is infinite in the kernel; use ':' or '...' there.")
     if isinstance(idx[0], int):
       raise ValueError(f"Index at {path}: idx {self._text()} indexes the batch axis with an "
                        "integer; use a slice such as 3:4 to keep the axis.")
-    self._shape((k.cov1.shape[0],) + tuple(k.spatial) + (k.width,), path)
+    self._shape(layout.shape_from_channels_last(
+        (k.cov1.shape[0],) + tuple(k.spatial) + (k.width,), c), path)
     b = idx[0]
     sp = idx[1:-1]
     full = not k.diagonal_spatial
@@ -135,7 +144,7 @@ class IndexLayer(Layer):
                      cov2=cov1 if k.x1_is_x2 else index(k.cov2, 1),
                      keys1=None if k.keys1 is None else k.keys1[b],
                      keys2=None if k.keys2 is None else k.keys2[b],
-                     spatial=tuple(spatial), covs=None)
+                     spatial=tuple(spatial), covs=None, channel_axis=channel_axis)
 
 
 def Index(idx, batch_axis: int = 0, channel_axis: int = -1) -> IndexLayer:  # pylint: disable=invalid-name

@@ -400,8 +400,9 @@ class KernelFn:
         k = general_kernel(self.layer, x1, x2, need_ntk, False, pattern)
     else:
       kwargs.setdefault("channel_axis", input_channel_axis(self.layer))
-      x1, x2, diagonal_spatial = check_spatial_inputs(x1a, x2, kwargs)
-      k = general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial, pattern)
+      x1, x2, diagonal_spatial, axis = check_spatial_inputs(x1a, x2, kwargs)
+      k = general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial, pattern,
+                         channel_axis=axis)
     if get_t is None:
       return k
     out = tuple(getattr(k, g) for g in get_t)
@@ -434,11 +435,12 @@ class KernelFn:
     if x1.ndim <= 2:
       check_kernel_keywords({n: v for n, v in kwargs.items() if n != "channel_axis"})
       x1, x2 = validation.check_inputs(x1, x2)
-      diagonal_spatial = False
+      diagonal_spatial, axis = False, -1
     else:
-      x1, x2, diagonal_spatial = check_spatial_inputs(x1, x2, kwargs)
+      x1, x2, diagonal_spatial, axis = check_spatial_inputs(x1, x2, kwargs)
     m2 = m1 if m2 is None else m2
-    return general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial, pattern, m1, m2)
+    return general_kernel(self.layer, x1, x2, need_ntk, diagonal_spatial, pattern, m1, m2,
+                          channel_axis=axis)
 
   def propagate(self, k: Kernel) -> Kernel:
     """Applies the network to an input `Kernel` (traceable; no validation)."""
@@ -752,17 +754,20 @@ def _to_diagonal(k):
 
 
 def general_pass(layer: Layer, need_ntk: bool, diagonal_spatial: bool, x1, x2, pattern=None,
-                 mask1=None, mask2=None):
+                 mask1=None, mask2=None, channel_axis: int = -1):
   """The kernels of any network on inputs ``(n, *spatial, channels)`` as one program
   (``pattern``: the graphs of `Aggregate` layers, see `check_pattern`; ``mask1``,
-  ``mask2`` ``(n, *spatial)``: the masked positions of masked inputs)."""
+  ``mask2`` ``(n, *spatial)``: the masked positions of masked inputs; ``channel_axis``:
+  where the caller's inputs had their channels, counted from the end, before they were
+  moved last)."""
   stop = len(spatial_plan(layer, diagonal_spatial)[0])
   return _general_segment(layer, need_ntk, diagonal_spatial, 0, stop, x1, x2, None, pattern,
-                          mask1, mask2)
+                          mask1, mask2, channel_axis=channel_axis)
 
 
 def _general_segment(layer: Layer, need_ntk: bool, diagonal_spatial: bool, start: int,
-                     stop: int, x1, x2, k, pattern=None, mask1=None, mask2=None):
+                     stop: int, x1, x2, k, pattern=None, mask1=None, mask2=None,
+                     channel_axis: int = -1):
   """Steps ``start:stop`` of `general_pass`: the first builds the input kernel from
   ``x1``, ``x2`` and the masks, the others continue ``k``; the last returns the output
   and whether all its entries are finite (None before)."""
@@ -773,6 +778,7 @@ def _general_segment(layer: Layer, need_ntk: bool, diagonal_spatial: bool, start
     ctx = ctx.with_pattern(pattern)
   if start == 0:
     k = spatial_input_kernel(x1, x2, need_ntk, diagonal_spatial=not full[0])
+    k = k.replace(channel_axis=channel_axis)
     if mask1 is not None:
       k = k.replace(mask1=mask1, mask2=mask1 if x2 is None else mask2)
   for (unit, path), f in zip(units[start:stop], full[start:stop]):
@@ -807,7 +813,7 @@ def _first_half(shape, n_spatial: int, full: bool):
 
 
 _general_segment_jit = jax.jit(_general_segment, static_argnums=(0, 1, 2, 3, 4),
-                               donate_argnums=(7,))
+                               static_argnames=("channel_axis",), donate_argnums=(7,))
 
 # From this many entries of full spatial covariances on (NNGP and NTK together: 16 MB
 # in float32), a step of the general program is compiled as its own program. In one
@@ -836,11 +842,12 @@ def _input_entries(layer: Layer, diagonal_spatial: bool, x1, x2) -> int:
 
 
 def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool,
-                   pattern=None, mask1=None, mask2=None) -> Kernel:
+                   pattern=None, mask1=None, mask2=None, channel_axis: int = -1) -> Kernel:
   """Kernels of any network (see `general_pass`), jit-compiled per network: one program
   while the kernel is small, one per step where it has `LARGE_KERNEL_ENTRIES` or more."""
   if not is_static(layer):
-    k, _ = general_pass(layer, need_ntk, diagonal_spatial, x1, x2, pattern, mask1, mask2)
+    k, _ = general_pass(layer, need_ntk, diagonal_spatial, x1, x2, pattern, mask1, mask2,
+                        channel_axis)
     return k
   n_steps = len(spatial_plan(layer, diagonal_spatial)[0])
   start, finite = 0, None
@@ -850,7 +857,8 @@ def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool,
     stop = start + 1 if large else n_steps
     with warnings.catch_warnings():  # a step that changes shapes cannot reuse its input
       warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-      k, finite = _general_segment_jit(layer, need_ntk, diagonal_spatial, start, stop, *args)
+      k, finite = _general_segment_jit(layer, need_ntk, diagonal_spatial, start, stop, *args,
+                                       channel_axis=channel_axis)
     start, large = stop, _spatial_entries(k) >= LARGE_KERNEL_ENTRIES
     args = (None, None, k, pattern, None, None)  # later steps carry them in ``k``
   check_range(finite, x1.dtype, "kernel_fn")
@@ -859,7 +867,7 @@ def general_kernel(layer: Layer, x1, x2, need_ntk: bool, diagonal_spatial: bool,
 
 def check_spatial_inputs(x1, x2, kwargs):
   """Validates inputs ``(n, *spatial, channels)`` and neural-tangents' keywords; returns
-  (x1, x2, diagonal_spatial) with channels last."""
+  (x1, x2, diagonal_spatial, channel axis counted from the end) with channels last."""
   allowed = ("mask_constant", "diagonal_batch", "diagonal_spatial", "batch_axis",
              "channel_axis")
   for name in kwargs:
@@ -896,4 +904,4 @@ def check_spatial_inputs(x1, x2, kwargs):
   if channel_axis % x1.ndim != x1.ndim - 1:
     x1 = jnp.moveaxis(x1, channel_axis, -1)
     x2 = None if x2 is None else jnp.moveaxis(x2, channel_axis, -1)
-  return x1, x2, diagonal_spatial
+  return x1, x2, diagonal_spatial, channel_axis % x1.ndim - x1.ndim

@@ -9,13 +9,14 @@ import jax.numpy as jnp
 
 from kernels import validation
 from kernels.kernel import Requirements, zero_masked
-from kernels.stax import spatial_ops
+from kernels.stax import layout, spatial_ops
 from kernels.stax.layer import Layer
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerNormLayer(Layer):
-  """``(x - mean) / sqrt(eps + var)`` over ``axis`` (channels and any spatial axes)."""
+  """``(x - mean) / sqrt(eps + var)`` over ``axis`` (channels and any spatial axes), both
+  read in the activations' layout (``channel_axis=1`` for NCHW)."""
   axis: Tuple[int, ...] = (-1,)
   eps: float = 1e-12
   batch_axis: int = 0
@@ -31,11 +32,15 @@ class LayerNormLayer(Layer):
     object.__setattr__(self, "axis", axis)
     eps = validation.check_nonnegative(self.eps, "eps")
     object.__setattr__(self, "eps", eps)
-    if self.batch_axis != 0 or self.channel_axis != -1:
-      raise ValueError(f"LayerNorm: batch_axis must be 0 and channel_axis -1, got "
-                       f"{self.batch_axis!r} and {self.channel_axis!r}.")
+    layout.check_axes(self.batch_axis, self.channel_axis, "LayerNorm")
+
+  @property
+  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
+    return self.channel_axis
 
   def _axes(self, ndim, path):
+    """The normalised axes of ``ndim``-axis activations, in their layout (sorted)."""
+    c = layout.channel_index((1,) * ndim, self.channel_axis, "LayerNorm", path)
     out = set()
     for a in self.axis:
       if not -ndim <= a < ndim:
@@ -45,9 +50,10 @@ class LayerNormLayer(Layer):
     if 0 in out:
       raise ValueError(f"LayerNorm at {path}: axis {self.axis} includes the batch axis 0; "
                        "normalise over channels and spatial axes only.")
-    if ndim - 1 not in out:
+    if c not in out:
       raise ValueError(f"LayerNorm at {path}: axis {self.axis} must include the channel axis "
-                       "-1 (the kernel exists only for a normalisation over channels).")
+                       f"{self.channel_axis} (the kernel exists only for a normalisation over "
+                       "channels).")
     return tuple(sorted(out))
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
@@ -65,8 +71,9 @@ class LayerNormLayer(Layer):
       raise ValueError(f"LayerNorm at {path} has a kernel only on Gaussian inputs: put a Dense "
                        "or Conv layer before it.")
     n_sp = len(k.spatial)
-    axes = self._axes(n_sp + 2, path)
-    sp_axes = tuple(a for a in axes if a != n_sp + 1)  # 1..n_sp
+    c = layout.check_kernel(k, self.channel_axis, "LayerNorm", path)
+    axes = [layout.to_channels_last_axis(a, n_sp + 2, c) for a in self._axes(n_sp + 2, path)]
+    sp_axes = tuple(sorted(a for a in axes if a != n_sp + 1))  # positions 1..n_sp
     full = not k.diagonal_spatial
 
     def mean_var(cov, mask):

@@ -10,27 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels.kernel import Requirements, zero_masked
-from kernels.stax import spatial_ops
+from kernels.stax import layout, spatial_ops
 from kernels.stax.conv import _int_tuple, center_mask, check_padding
 from kernels.stax.layer import Layer
-
-
-def _check_axes(batch_axis, channel_axis, name):
-  if batch_axis != 0:
-    raise ValueError(f"{name}: batch_axis must be 0, got {batch_axis!r}.")
-  if isinstance(channel_axis, bool) or not isinstance(channel_axis, int) or channel_axis == 0:
-    raise ValueError(f"{name}: channel_axis must be a non-batch axis (an int other than 0), "
-                     f"got {channel_axis!r}.")
-
-
-def _channel(shape, channel_axis, name, path):
-  """The channel axis of ``shape`` as a non-negative index (ValueError if it is the batch
-  axis or out of range)."""
-  c = channel_axis % len(shape) if -len(shape) <= channel_axis < len(shape) else None
-  if c is None or c == 0:
-    raise ValueError(f"{name} at {path}: channel_axis={channel_axis} is not a non-batch axis "
-                     f"of its input of shape {tuple(shape)}.")
-  return c
 
 
 def _spatial_of(shape, name, path, channel_axis=-1):
@@ -38,7 +20,7 @@ def _spatial_of(shape, name, path, channel_axis=-1):
   if len(shape) < 3:
     raise ValueError(f"{name} at {path} needs inputs with spatial axes (n, *spatial, channels), "
                      f"got shape {tuple(shape)}.")
-  c = _channel(shape, channel_axis, name, path)
+  c = layout.channel_index(shape, channel_axis, name, path)
   return tuple(n for i, n in enumerate(shape) if i not in (0, c)), c
 
 
@@ -69,7 +51,7 @@ class _Pool(Layer):
     object.__setattr__(self, "padding", check_padding(self.padding))
     if not isinstance(self.normalize_edges, bool):
       raise TypeError(f"normalize_edges must be a bool, got {self.normalize_edges!r}.")
-    _check_axes(self.batch_axis, self.channel_axis, self.name)
+    layout.check_axes(self.batch_axis, self.channel_axis, self.name)
 
   def _check(self, spatial, path):
     if len(spatial) != len(self.window_shape):
@@ -96,10 +78,8 @@ class _Pool(Layer):
     return self._shape(tuple(shape), path), ()
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
-    c = _channel(x.shape, self.channel_axis, self.name, path)
-    if c != x.ndim - 1:  # (neural-tangents' channel_axis: pooled channels last, put back)
-      return jnp.moveaxis(self._pool(jnp.moveaxis(x, c, -1), path), -1, c)
-    return self._pool(x, path)
+    c = layout.channel_index(x.shape, self.channel_axis, self.name, path)
+    return layout.from_channels_last(self._pool(layout.to_channels_last(x, c), path), c)
 
   def _pool(self, x, path):
     """Pooling of channels-last x."""
@@ -129,6 +109,7 @@ class _Pool(Layer):
       raise ValueError(f"{self.name} at {path} needs inputs with spatial axes (n, *spatial, "
                        "channels); its input has none.")
     self._check(k.spatial, path)
+    layout.check_kernel(k, self.channel_axis, self.name, path)
     full = not k.diagonal_spatial
     pool = lambda m, b: spatial_ops.pool(m, b, full, self.window_shape, self.strides,
                                          self.padding, self.average, self.normalize_edges)
@@ -148,13 +129,16 @@ class _Pool(Layer):
   # sums as zeros, which are divided by the window size as unmasked ones are; an output
   # is masked where its window's center is, and its covariances are then zeroed.
   def _supports_mask(self):
-    return self.channel_axis == -1
+    return True
 
   def _mask_out(self, mask, shape, path):
-    mask = jnp.all(mask, axis=-1, keepdims=True)
-    mask = jnp.broadcast_to(mask, tuple(shape[:-1]) + (1,))
-    return center_mask(mask, tuple(range(1, mask.ndim - 1)), self.window_shape, self.strides,
+    shape = tuple(shape)
+    c = layout.channel_index(shape, self.channel_axis, self.name, path)
+    mask = jnp.all(mask, axis=c, keepdims=True)
+    mask = layout.to_channels_last(jnp.broadcast_to(mask, shape[:c] + (1,) + shape[c + 1:]), c)
+    mask = center_mask(mask, tuple(range(1, mask.ndim - 1)), self.window_shape, self.strides,
                        self.padding)
+    return layout.from_channels_last(mask, c)
 
 
 class AvgPoolLayer(_Pool):
@@ -203,7 +187,7 @@ class GlobalPoolLayer(Layer):
     return "GlobalAvgPool" if self.average else "GlobalSumPool"
 
   def __post_init__(self):
-    _check_axes(self.batch_axis, self.channel_axis, self.name)
+    layout.check_axes(self.batch_axis, self.channel_axis, self.name)
 
   def _shape(self, shape, path):
     _, c = _spatial_of(shape, self.name, path, self.channel_axis)
@@ -226,6 +210,8 @@ class GlobalPoolLayer(Layer):
                        "channels); its input has none.")
     if k.diagonal_spatial:
       raise ValueError(f"{self.name} at {path} needs the full spatial covariance.")
+    layout.check_kernel(k, self.channel_axis, self.name, path)
+    k = k.replace(channel_axis=-1)  # (n, channels)
     if k.mask1 is not None:
       return self._kernel_masked(k)
     f = lambda m, b: spatial_ops.spatial_mean(m, b, self.average)
@@ -260,15 +246,15 @@ class GlobalPoolLayer(Layer):
                      mask2=mask1 if k.x1_is_x2 else jnp.all(k.mask2, axes))
 
   def _supports_mask(self):
-    return self.channel_axis == -1
+    return True
 
   def _apply_masked(self, params, x, mask, path, ctx):
     """neural-tangents' masked global pooling: the mean over unmasked positions (sum of
     the zeroed inputs over the count of unmasked ones, at least 1); masked where every
     position is."""
-    _spatial_of(x.shape, self.name, path)
+    _, c = _spatial_of(x.shape, self.name, path, self.channel_axis)
     x = zero_masked(x, mask)
-    axes = tuple(range(1, x.ndim - 1))
+    axes = tuple(i for i in range(1, x.ndim) if i != c)
     total = jnp.sum(x, axes)
     mask = jnp.broadcast_to(mask, x.shape[:1] + mask.shape[1:])
     out_mask = jnp.all(mask, axes)
@@ -322,7 +308,7 @@ class FlattenLayer(Layer):
     k = k.replace(nngp=f(k.nngp, 2), ntk=f(k.ntk, 2), cov1=cov1,
                   cov2=cov1 if k.x1_is_x2 else f(k.cov2, 1), spatial=(),
                   diagonal_spatial=False, width=k.width * math.prod(k.spatial),
-                  is_gaussian=False)
+                  is_gaussian=False, channel_axis=-1)
     if k.mask1 is None:
       return k
     # Masked inputs (neural-tangents' Flatten): masked positions enter the mean as zeros;

@@ -7,6 +7,7 @@ from typing import Any, Tuple
 import jax
 
 from kernels.kernel import Requirements
+from kernels.stax import layout
 from kernels.stax.layer import Layer
 
 _LINEAR = ("linear", "bilinear", "trilinear", "triangle")
@@ -47,9 +48,11 @@ class ImageResizeLayer(Layer):
                        f"{self.shape!r}.")
     object.__setattr__(self, "shape", shape)
     jax.image.ResizeMethod.from_string(_method_name(self.method))  # ValueError if unknown
-    if self.batch_axis != 0 or self.channel_axis != -1:
-      raise ValueError(f"ImageResize: batch_axis must be 0 and channel_axis -1, got "
-                       f"{self.batch_axis!r} and {self.channel_axis!r}.")
+    layout.check_axes(self.batch_axis, self.channel_axis, "ImageResize")
+
+  @property
+  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
+    return self.channel_axis
 
   @property
   def requirements(self):  # pylint: disable=invalid-overridden-method
@@ -79,10 +82,13 @@ class ImageResizeLayer(Layer):
     if len(self.shape) != n + 2:
       raise ValueError(f"ImageResize at {path}: shape {self.shape} has {len(self.shape)} axes "
                        f"but its input has {n + 2} (spatial shape {k.spatial}).")
-    if self.shape[0] != -1 or self.shape[-1] != -1:
+    c = layout.check_kernel(k, self.channel_axis, "ImageResize", path)
+    shape = layout.shape_to_channels_last(self.shape, c)  # (the kernel's positions are in order)
+    if shape[0] != -1 or shape[-1] != -1:
       raise ValueError(f"ImageResize at {path}: shape {self.shape} resizes the batch or "
-                       "channel axis; the kernel needs -1 (unchanged) there.")
-    new = tuple(s if t == -1 else t for s, t in zip(k.spatial, self.shape[1:-1]))
+                       f"channel axis {self.channel_axis}; the kernel needs -1 (unchanged) "
+                       "there.")
+    new = tuple(s if t == -1 else t for s, t in zip(k.spatial, shape[1:-1]))
     if new == tuple(k.spatial):
       return k
     if k.diagonal_spatial:

@@ -117,14 +117,18 @@ def test_kernels_are_differentiable_in_hyperparameters():
 
 def test_dense_takes_neural_tangents_axes_and_width_multipliers_at_their_defaults():
   """neural-tangents' Dense(out_dim, W_std, b_std, batch_axis, channel_axis,
-  parameterization, s): code passing the defaults runs unchanged; other values, which
-  this layer does not implement, are a ValueError naming the argument."""
+  parameterization, s): code passing the defaults runs unchanged (channel_axis=1 of
+  (n, d) inputs is their last axis; other channel axes: test_channel_axes.py); other
+  values, which this layer does not implement, are a ValueError naming the argument."""
   net = stax.serial(stax.Dense(16, 1.5, 0.1, "standard", batch_axis=0, channel_axis=-1,
                                s=(1, 1)), stax.Relu(),
                     stax.Dense(1, parameterization="standard", s=(1, 1)))
   ref = stax.serial(stax.Dense(16, 1.5, 0.1, "standard"), stax.Relu(),
                     stax.Dense(1, parameterization="standard"))
   np.testing.assert_array_equal(net.kernel_fn(X, None, "ntk"), ref.kernel_fn(X, None, "ntk"))
-  for kw in (dict(batch_axis=1), dict(channel_axis=1), dict(s=(2, 1))):
+  one = stax.serial(stax.Dense(16, 1.5, 0.1, "standard", channel_axis=1), stax.Relu(),
+                    stax.Dense(1, parameterization="standard", channel_axis=1))
+  np.testing.assert_allclose(one.kernel_fn(X, None, "ntk"), ref.kernel_fn(X, None, "ntk"), rtol=1e-5)
+  for kw in (dict(batch_axis=1), dict(channel_axis=0), dict(s=(2, 1))):
     with pytest.raises(ValueError, match=list(kw)[0]):
       stax.Dense(4, **kw)

@@ -151,6 +151,18 @@ def test_serial_refuses_mixed_parameterizations_and_counts_residual_blocks():
   mixed = stax.serial(stax.Dense(8, parameterization="ntk"), stax.Relu(),
                       stax.Dense(1, parameterization="mup"), mixed_parameterizations=True)
   assert np.isfinite(mixed.kernel_fn(np.ones((2, 3)), None, "ntk")).all()
+  # Attention reads only its logits' exponent: neural-tangents' GlobalSelfAttention()
+  # (its "ntk", exponent 1/2) sits between "standard" layers (values against
+  # neural-tangents: test_channel_axes.py), not between "mup" ones (exponent 1).
+  attention = lambda **kw: stax.GlobalSelfAttention(4, 2, 2, 1, **kw)
+  std = stax.serial(stax.Dense(4, parameterization="standard"), attention(), stax.Relu(),
+                    stax.GlobalAvgPool(), stax.Dense(1, parameterization="standard"))
+  assert np.isfinite(std.kernel_fn(np.ones((2, 3, 2)), None, "ntk")).all()
+  with pytest.raises(ValueError, match=r"mix parameterizations.*GlobalSelfAttentionLayer at"):
+    stax.serial(stax.Dense(4, parameterization="mup"), attention(), stax.Relu(),
+                stax.GlobalAvgPool(), stax.Dense(1, parameterization="mup"))
+  stax.serial(stax.Dense(4, parameterization="mup"), attention(parameterization="mup"),
+              stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1, parameterization="mup"))
   p = pz.depth_mup()
 
   def block():
