@@ -404,6 +404,17 @@ def kernel_cases(name, spec, x1, x2, kwargs=None):
   return cases
 
 
+def fixture_of(networks, description, seed, **extra):
+  """A float64 fixture (the dict the tests read) of ``(name, spec, x1, x2, kwargs)``
+  networks: each one's `kernel_cases`, with the versions that computed them."""
+  jax.config.update("jax_enable_x64", True)
+  cases = []
+  for name, spec, x1, x2, kwargs in networks:
+    cases += kernel_cases(name, spec, x1, x2, kwargs)
+  return dict(description=description, dtype="float64", seed=seed, versions=versions(),
+              cases=cases, **extra)
+
+
 def make_fixture():
   jax.config.update("jax_enable_x64", True)
   x1, x2 = fixture_inputs()

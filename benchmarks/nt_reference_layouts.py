@@ -15,11 +15,10 @@ pooling), an (n, H, C, W) layout (``channel_axis=-2``), and padded NCW sequences
 ``mask_constant``, each with x2=None and with x2; and neural-tangents' attention
 (which takes no parameterization) between ``standard`` Dense layers.
 """
-import jax
 import numpy as np
 
 import nt_reference  # noqa: E402  (its builder, JSON encoding and command line, beside this script)
-from nt_reference import conv, versions
+from nt_reference import conv
 
 SEED = 20261202
 MASK = 7.5  # as in the masked fixture: exactly representable, compared with ==
@@ -135,16 +134,14 @@ def inputs(kind: str):
 
 
 def make_fixture():
-  jax.config.update("jax_enable_x64", True)
-  cases = []
-  for name, (spec, kind, kwargs) in architectures().items():
-    cases += nt_reference.kernel_cases(name, spec, *inputs(kind), kwargs)
-  return dict(
+  return nt_reference.fixture_of(
+      ((name, spec, *inputs(kind), kwargs)
+       for name, (spec, kind, kwargs) in architectures().items()),
       description="neural-tangents 0.6.5 float64 NNGP/NTK of layers whose channel_axis is "
                   "not last (NCHW, NHCW, masked NCW); regenerate with "
                   "`PYTHONPATH=benchmarks:. python benchmarks/nt_reference_layouts.py fixture "
                   "--out tests/fixtures/nt_reference_layouts.json` in the reference environment.",
-      dtype="float64", seed=SEED, mask_constant=MASK, versions=versions(), cases=cases)
+      seed=SEED, mask_constant=MASK)
 
 
 if __name__ == "__main__":

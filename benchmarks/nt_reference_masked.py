@@ -13,11 +13,10 @@ not masked) through convolutions (paddings, strides), ConvLocal, ConvTranspose,
 pooling, Flatten, attention, LayerNorm, FanInProd and FanInConcat (channels and
 positions), each with x2=None and with x2; ``kernel_fn(x1, x2, get, mask_constant=MASK)``.
 """
-import jax
 import numpy as np
 
 import nt_reference  # noqa: E402  (its builder, JSON encoding and command line, beside this script)
-from nt_reference import conv, dense, versions
+from nt_reference import conv, dense
 
 SEED = 20240613
 MASK = 7.5  # an atypical value, exactly representable: neural-tangents compares with ==
@@ -130,12 +129,9 @@ def inputs(kind: str):
 
 
 def make_fixture():
-  jax.config.update("jax_enable_x64", True)
-  cases = []
   kwargs = dict(mask_constant=MASK)
-  for name, (spec, kind) in architectures().items():
-    cases += nt_reference.kernel_cases(name, spec, *inputs(kind), kwargs)
-  return dict(
+  return nt_reference.fixture_of(
+      ((name, spec, *inputs(kind), kwargs) for name, (spec, kind) in architectures().items()),
       description="neural-tangents 0.6.5 float64 NNGP/NTK of masked inputs (mask_constant): "
                   "padded sequences and images with masked pixels through convolutions, ConvLocal, "
                   "ConvTranspose, "
@@ -143,7 +139,7 @@ def make_fixture():
                   "regenerate with "
                   "`PYTHONPATH=benchmarks:. python benchmarks/nt_reference_masked.py fixture "
                   "--out tests/fixtures/nt_reference_masked.json` in the reference environment.",
-      dtype="float64", seed=SEED, mask_constant=MASK, versions=versions(), cases=cases)
+      seed=SEED, mask_constant=MASK)
 
 
 if __name__ == "__main__":

@@ -119,10 +119,6 @@ class GlobalSelfAttentionLayer(Layer):
       raise TypeError("pos_emb_decay_fn must be callable or None.")
     layout.check_axes(self.batch_axis, self.channel_axis, "GlobalSelfAttention")
 
-  @property
-  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
-    return self.channel_axis
-
   def _channels_at(self, shape, path):
     """The activations' channel axis (``channel_axis`` read in their layout)."""
     if len(shape) < 3:
@@ -280,11 +276,10 @@ class GlobalSelfAttentionLayer(Layer):
     positional-embedding covariances."""
     if isinstance(k, list):
       raise ValueError("GlobalSelfAttention expects a single input kernel.")
-    if k.spatial:
-      layout.check_kernel(k, self.channel_axis, "GlobalSelfAttention", path)
     if not k.spatial:
       raise ValueError(f"GlobalSelfAttention at {path} needs inputs with spatial axes (n, "
                        "*positions, channels); its input has none.")
+    layout.check_kernel(k, self.channel_axis, "GlobalSelfAttention", path)
     if k.diagonal_spatial:
       raise ValueError(f"GlobalSelfAttention at {path} needs the full spatial covariance.")
     self._check_pos_channels(k.width, path)

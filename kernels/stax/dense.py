@@ -50,10 +50,6 @@ class Dense(Layer):
   def _fast_path(self):  # (the fused program has channels last)
     return self.channel_axis == -1
 
-  @property
-  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
-    return self.channel_axis
-
   def _channels_at(self, shape, path):
     return layout.channel_index(shape, self.channel_axis, "Dense", path)
 

@@ -58,10 +58,6 @@ class IndexLayer(Layer):
     object.__setattr__(self, "idx", _freeze(self.idx))
     layout.check_axes(self.batch_axis, self.channel_axis, "Index")
 
-  @property
-  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
-    return self.channel_axis
-
   def _entries(self, ndim, where):
     """One entry per axis of an ``ndim``-axis activation."""
     items = list(self.idx)

@@ -689,9 +689,10 @@ def kernel(layer: Layer, x1, x2, need_ntk: bool) -> Kernel:
 
 def input_channel_axis(layer: Layer) -> int:
   """The channel axis of the inputs, as the first layer that reads it states
-  (``Conv(dimension_numbers=("NCHW", ...))``: 1), as neural-tangents infers it."""
+  (``Conv(dimension_numbers=("NCHW", ...))`` or a layer's ``channel_axis=1``: 1), as
+  neural-tangents infers it."""
   def first(l):
-    a = getattr(l, "_channel_axis_in", None)
+    a = getattr(l, "_channel_axis_in", getattr(l, "channel_axis", None))
     if a is not None:
       return a
     for c in l._children():

@@ -2,11 +2,14 @@
 
 Layers take the axes of their activations as neural-tangents' do: the batch axis is 0
 and the channel axis any other one (``channel_axis=1`` for NCHW activations after a
-``Conv`` writing them). A `kernels.kernel.Kernel` has no channel axis of its own: its
-positions are the activations' non-batch, non-channel axes in their order, which is
-the order ``Conv`` keeps for any ``dimension_numbers``. Each layer therefore reads its
-axis arguments in the activations' layout, and these helpers translate them to the
-channels-last layout that the kernels and the finite layers compute in.
+``Conv`` writing them). A `kernels.kernel.Kernel`'s positions are the activations'
+non-batch, non-channel axes in their order (the order ``Conv`` keeps for any
+``dimension_numbers``), and ``Kernel.channel_axis`` records where the channels sit
+among them. Each layer reads its axis arguments in the activations' layout, checks
+its channel axis against the kernel's (`check_kernel`), and these helpers translate
+them to the channels-last layout that the kernels and the finite layers compute in.
+A layer with a ``channel_axis`` field also states the raw inputs' channel axis when
+it is the first layer to read one (`kernels.stax.layer.input_channel_axis`).
 """
 from __future__ import annotations
 

@@ -34,10 +34,6 @@ class LayerNormLayer(Layer):
     object.__setattr__(self, "eps", eps)
     layout.check_axes(self.batch_axis, self.channel_axis, "LayerNorm")
 
-  @property
-  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
-    return self.channel_axis
-
   def _axes(self, ndim, path):
     """The normalised axes of ``ndim``-axis activations, in their layout (sorted)."""
     c = layout.channel_index((1,) * ndim, self.channel_axis, "LayerNorm", path)

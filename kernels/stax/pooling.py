@@ -38,10 +38,6 @@ class _Pool(Layer):
   name = "Pool"
   requirements = Requirements(full_spatial=True, spatial=True)
 
-  @property
-  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
-    return self.channel_axis
-
   def __post_init__(self):
     ws = _int_tuple(self.window_shape, "window_shape")
     object.__setattr__(self, "window_shape", ws)
@@ -177,10 +173,6 @@ class GlobalPoolLayer(Layer):
 
   requirements = Requirements(full_spatial=True, spatial=True)
   _drops_spatial = True
-
-  @property
-  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
-    return self.channel_axis
 
   @property
   def name(self):

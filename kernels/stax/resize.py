@@ -51,10 +51,6 @@ class ImageResizeLayer(Layer):
     layout.check_axes(self.batch_axis, self.channel_axis, "ImageResize")
 
   @property
-  def _channel_axis_in(self):  # (the raw inputs' channel axis when it is the first layer)
-    return self.channel_axis
-
-  @property
   def requirements(self):  # pylint: disable=invalid-overridden-method
     return Requirements(full_spatial=True)
 
