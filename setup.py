@@ -24,6 +24,7 @@ EXTRAS_REQUIRE = {
     "dev": [
         "pytest==9.2.0",
         "pytest-xdist==3.8.0",
+        "pytest-rerunfailures==16.7",  # reruns a test once if its worker process crashed
         "nbformat==5.11.1",
         "nbclient==0.11.0",
         "ipykernel==7.4.0",

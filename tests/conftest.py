@@ -11,6 +11,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # the test of the cache names its own folder.
 os.environ.setdefault("WIDENETS_COMPILE_CACHE", "off")
 
+import gc  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
@@ -24,3 +25,19 @@ def shared_data():
   if not SHARED_DATA.is_dir():
     pytest.skip("../shared/data is not present")
   return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops every compiled program when a test module ends.
+
+  A test worker lives for hundreds of tests; each program XLA compiles holds a few memory
+  mappings for its machine code while a jit cache refers to it. Kept for the whole run, they
+  passed the kernel's limit on mappings per process (vm.max_map_count, 65530), and the worker
+  failed with 'Cannot allocate memory' or crashed.
+  """
+  yield
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.clear_caches()
+  gc.collect()
+
