@@ -11,7 +11,8 @@ Cases: layers reading activations whose channels are not last, through their
 ``channel_axis`` argument: NCHW images after convolutions writing NCHW (LayerNorm over
 channels, positions and both; attention with summed and concatenated positional
 embeddings; Dense on the channel axis, also as the first layer; Index; ImageResize;
-pooling), an (n, H, C, W) layout (``channel_axis=-2``), and padded NCW sequences with
+pooling), the standard parameterization's width multipliers ``s`` of Dense, an
+(n, H, C, W) layout (``channel_axis=-2``), and padded NCW sequences with
 ``mask_constant``, each with x2=None and with x2; and neural-tangents' attention
 (which takes no parameterization) between ``standard`` Dense layers.
 """
@@ -30,6 +31,11 @@ RELU, ERF, GELU = ["Relu", {}], ["Erf", {"a": 0.7, "b": 1.3, "c": 0.2}], ["Gelu"
 
 def dense(out_dim, W_std=1.0, b_std=None, channel_axis=-1):
   return ["Dense", dict(out_dim=out_dim, W_std=W_std, b_std=b_std, channel_axis=channel_axis)]
+
+
+def sdense(out_dim, W_std, b_std, s):
+  return ["Dense", dict(out_dim=out_dim, W_std=W_std, b_std=b_std, parameterization="standard",
+                        s=list(s))]
 
 
 def attn(mech, pe="NONE", val_pe=False, n_pe=None, channel_axis=1):
@@ -95,6 +101,19 @@ def architectures():
           ["Dense", dict(out_dim=5, W_std=1.2, b_std=0.2, parameterization="standard")], ERF,
           gap(-1), ["Dense", dict(out_dim=2, W_std=1.1, parameterization="standard")]], "seq",
           {}),
+      # Width multipliers s = (s_in, s_out) of the standard parameterization: finite layers
+      # s_out times wider than out_dim, kernels of the narrower network.
+      "standard_dense_width_multipliers_mlp": ([
+          sdense(8, 1.3, 0.1, (1, 2)), RELU, sdense(6, 1.2, 0.2, (2, 3)), ERF,
+          sdense(2, 1.1, 0.1, (3, 1))], "flat", {}),
+      # Multipliers that do not chain (neural-tangents' formula still defines the kernel):
+      # these change it, so they check the formula, not only that s is accepted.
+      "standard_dense_unchained_width_multipliers": ([
+          sdense(8, 1.3, 0.1, (2, 3)), RELU, sdense(6, 1.2, 0.2, (1, 2)), ERF,
+          sdense(2, 1.1, 0.1, (4, 1))], "flat", {}),
+      "standard_conv_then_dense_width_multipliers": ([
+          conv(5, (2, 2), None, "SAME", 1.3, 0.1, "standard", NCHW), RELU, ["Flatten", {}],
+          sdense(6, 1.2, 0.1, (1, 4)), GELU, sdense(2, 0.9, None, (4, 1))], "nchw", c1),
       # Channels in the middle, (n, H, C, W): channel_axis=-2 throughout.
       "hcw_layernorm_attention_pool": ([
           conv(6, (2, 2), None, "SAME", 1.3, 0.1, "ntk", HCW),
@@ -120,7 +139,8 @@ def inputs(kind: str):
   """x1 (4, ...) with a repeated point and x2 (3, ...) with a copy and a multiple of x1's;
   padded sequences (lengths 5, 3, 2, 4 and 5, 1, 3) for the masked kind."""
   rng = np.random.default_rng(SEED + sum(map(ord, kind)))
-  shapes = {"nchw": (2, 5, 4), "hcw": (5, 2, 4), "ncw_masked": (2, 5), "seq": (5, 3)}
+  shapes = {"nchw": (2, 5, 4), "hcw": (5, 2, 4), "ncw_masked": (2, 5), "seq": (5, 3),
+            "flat": (6,)}
   x1 = rng.normal(size=(4,) + shapes[kind])
   x2 = rng.normal(size=(3,) + shapes[kind])
   x1[3] = x1[0]
@@ -138,7 +158,8 @@ def make_fixture():
       ((name, spec, *inputs(kind), kwargs)
        for name, (spec, kind, kwargs) in architectures().items()),
       description="neural-tangents 0.6.5 float64 NNGP/NTK of layers whose channel_axis is "
-                  "not last (NCHW, NHCW, masked NCW); regenerate with "
+                  "not last (NCHW, NHCW, masked NCW) and of Dense with width multipliers s; "
+                  "regenerate with "
                   "`PYTHONPATH=benchmarks:. python benchmarks/nt_reference_layouts.py fixture "
                   "--out tests/fixtures/nt_reference_layouts.json` in the reference environment.",
       seed=SEED, mask_constant=MASK)

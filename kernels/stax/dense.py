@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Optional, Tuple, Union
 
 import jax
@@ -22,14 +23,20 @@ class Dense(Layer):
   Kernel recursion (Lee et al. 2018, eq. 4; Jacot et al. 2018, Thm. 1), per channel:
   ``nngp' = s_w^2 q + s_b^2`` and ``ntk' = lr_w m_w^2 fan_in q + lr_b m_b^2 + s_w^2 ntk``
   with ``s_w^2 = (m_w std_w)^2 fan_in``, ``s_b^2 = (m_b std_b)^2``.
+
+  ``s = (s_in, s_out)``, the width multipliers of the standard parameterization
+  (Sohl-Dickstein et al. 2020, Sec. 3; neural-tangents' ``s``): the layer has
+  ``s_out * out_dim`` outputs, its weights have standard deviation
+  ``W_std / sqrt(fan_in / s_in)`` and its product is divided by ``sqrt(s_in)``, so
+  that the NTK counts ``fan_in / s_in`` inputs: a network whose ``s_in`` equals the
+  previous layer's ``s_out`` has the kernels of the network ``s_out`` times narrower.
   """
   out_dim: int
   W_std: float = 1.0
   b_std: Optional[float] = None
   parameterization: Union[str, pz.Parameterization] = "ntk"
   # neural-tangents' Dense keywords: the batch first, the features on any other axis
-  # (``channel_axis=1``: NCHW activations), no width multipliers of its standard
-  # parameterization.
+  # (``channel_axis=1``: NCHW activations), width multipliers under ``standard``.
   batch_axis: int = 0
   channel_axis: int = -1
   s: Tuple[int, int] = (1, 1)
@@ -37,14 +44,11 @@ class Dense(Layer):
   def __post_init__(self):
     validation.check_positive_int(self.out_dim, "out_dim")
     layout.check_axes(self.batch_axis, self.channel_axis, "Dense")
-    if tuple(self.s) != (1, 1):
-      raise ValueError(f"Dense: s (neural-tangents' width multipliers of the standard "
-                       f"parameterization) must be (1, 1), got {self.s!r}.")
-    object.__setattr__(self, "s", (1, 1))
     object.__setattr__(self, "W_std", validation.check_nonnegative(self.W_std, "W_std"))
     object.__setattr__(self, "b_std",
                        validation.check_nonnegative(self.b_std, "b_std", allow_none=True))
     object.__setattr__(self, "parameterization", pz.get(self.parameterization))
+    object.__setattr__(self, "s", _width_multipliers(self.s, self.parameterization))
 
   @property
   def _fast_path(self):  # (the fused program has channels last)
@@ -53,11 +57,21 @@ class Dense(Layer):
   def _channels_at(self, shape, path):
     return layout.channel_index(shape, self.channel_axis, "Dense", path)
 
+  @property
+  def width(self) -> int:
+    """The number of outputs: ``s_out * out_dim``."""
+    return self.s[1] * self.out_dim
+
   def scales(self, fan_in: int, path: Path, ctx: Context, optimizer: str = "sgd"):
+    """The parameterization's scales at ``fan_in / s_in`` inputs, the multiplier divided
+    by ``sqrt(s_in)`` (neural-tangents' standard Dense with ``s``)."""
     role = ctx.role(path)
-    return self.parameterization.dense_scales(
-        fan_in=fan_in, fan_out=self.out_dim, is_input=role.is_input,
-        is_readout=role.is_readout, W_std=self.W_std, b_std=self.b_std, optimizer=optimizer)
+    s_in = self.s[0]
+    sc = self.parameterization.dense_scales(
+        fan_in=fan_in / s_in if s_in != 1 else fan_in, fan_out=self.width,
+        is_input=role.is_input, is_readout=role.is_readout, W_std=self.W_std,
+        b_std=self.b_std, optimizer=optimizer)
+    return sc if s_in == 1 else sc._replace(w_mult=sc.w_mult / s_in ** 0.5)
 
   def _flow(self, tags, path, roles):
     if isinstance(tags, list):
@@ -68,14 +82,14 @@ class Dense(Layer):
   def _shape(self, shape, path):
     shape = tuple(shape)
     c = self._channels_at(shape, path)
-    return shape[:c] + (self.out_dim,) + shape[c + 1:]
+    return shape[:c] + (self.width,) + shape[c + 1:]
 
   def _init(self, key, shape, path, ctx, sampler, dtype):
     fan_in = shape[self._channels_at(shape, path)]
     s = self.scales(fan_in, path, ctx)
     kw, kb = jax.random.split(key)
-    W = sampler(kw, path, "W", (fan_in, self.out_dim), s.w_init, dtype)
-    b = None if self.b_std is None else sampler(kb, path, "b", (self.out_dim,), s.b_init, dtype)
+    W = sampler(kw, path, "W", (fan_in, self.width), s.w_init, dtype)
+    b = None if self.b_std is None else sampler(kb, path, "b", (self.width,), s.b_init, dtype)
     return self._shape(shape, path), (W, b)
 
   def _apply(self, params, x, path, ctx, probes=None, record=None):
@@ -120,7 +134,7 @@ class Dense(Layer):
       if self.b_std is not None:
         ntk = ntk + s.b_lr * s.b_mult ** 2
     k = k.replace(nngp=nngp, ntk=ntk, cov1=var_w * k.cov1 + var_b,
-                  cov2=var_w * k.cov2 + var_b, width=self.out_dim, is_gaussian=True,
+                  cov2=var_w * k.cov2 + var_b, width=self.width, is_gaussian=True,
                   source=path)
     return k if k.mask1 is None else k.remask()
 
@@ -136,3 +150,17 @@ class Dense(Layer):
     W, b = params
     s = self.scales(W.shape[0], path, ctx, optimizer)
     return (s.w_lr, None if b is None else s.b_lr)
+
+
+def _width_multipliers(s, parameterization: pz.Parameterization) -> Tuple[int, int]:
+  """Checks neural-tangents' ``s = (s_in, s_out)``: positive integers, other than (1, 1)
+  only under the standard parameterization (neural-tangents ignores them under ``ntk``;
+  a network built with them would not be the one described)."""
+  if (not isinstance(s, (tuple, list)) or len(s) != 2
+      or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0 for v in s)):
+    raise ValueError(f"Dense: s must be a pair of positive integers, got {s!r}.")
+  s_in, s_out = int(s[0]), int(s[1])
+  if (s_in, s_out) != (1, 1) and parameterization.name != "standard":
+    raise ValueError(f"Dense: s = {tuple(s)!r} (width multipliers) applies only to the "
+                     f"standard parameterization, not {parameterization.name!r}.")
+  return (s_in, s_out)

@@ -115,11 +115,12 @@ def test_kernels_are_differentiable_in_hyperparameters():
     np.testing.assert_allclose(jitted, _net(1.3, 0.2, 0.8).kernel_fn(x, None, "ntk"), rtol=1e-12)
 
 
-def test_dense_takes_neural_tangents_axes_and_width_multipliers_at_their_defaults():
+def test_dense_takes_neural_tangents_axes_and_width_multipliers():
   """neural-tangents' Dense(out_dim, W_std, b_std, batch_axis, channel_axis,
   parameterization, s): code passing the defaults runs unchanged (channel_axis=1 of
-  (n, d) inputs is their last axis; other channel axes: test_channel_axes.py); other
-  values, which this layer does not implement, are a ValueError naming the argument."""
+  (n, d) inputs is their last axis; other channel axes: test_channel_axes.py; s:
+  test_width_multipliers.py); a batch axis other than the first, or s under the NTK
+  parameterization, is a ValueError naming the argument."""
   net = stax.serial(stax.Dense(16, 1.5, 0.1, "standard", batch_axis=0, channel_axis=-1,
                                s=(1, 1)), stax.Relu(),
                     stax.Dense(1, parameterization="standard", s=(1, 1)))

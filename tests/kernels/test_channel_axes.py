@@ -3,8 +3,8 @@
 Values: tests/fixtures/nt_reference_layouts.json, computed by neural-tangents 0.6.5
 itself (``benchmarks/nt_reference_layouts.py``): NCHW images through LayerNorm,
 attention, Dense, Index, ImageResize, pooling and FanInConcat, an (n, H, C, W) layout,
-padded NCW sequences with ``mask_constant``, and neural-tangents' attention between
-``standard`` Dense layers. Here also: each channels-first network
+padded NCW sequences with ``mask_constant``, neural-tangents' attention between
+``standard`` Dense layers, and Dense's width multipliers ``s``. Here also: each channels-first network
 is the channels-last one with its activations transposed (the same kernels, the same
 finite network for the same parameters), and a layer reading another axis than its
 input's channels is a ValueError, as in neural-tangents (the finite layer would act on
@@ -44,7 +44,8 @@ def test_fixture_covers_the_intended_cases():
   names = [c["name"] for c in DATA["cases"]]
   for key in ("nchw_layernorm", "nchw_attention", "nchw_dense_on_channels", "nchw_dense_first",
               "nchw_index", "nchw_resize", "nchw_fanin_concat", "hcw_", "ncw_masked_avgpool",
-              "ncw_masked_sumpool", "standard_dense_attention", "_x2none", "_x2"):
+              "ncw_masked_sumpool", "standard_dense_attention", "_width_multipliers",
+              "unchained_width_multipliers", "_x2none", "_x2"):
     assert any(key in n for n in names), key
 
 
