@@ -11,7 +11,8 @@ Cases: layers reading activations whose channels are not last, through their
 ``channel_axis`` argument: NCHW images after convolutions writing NCHW (LayerNorm over
 channels, positions and both; attention with summed and concatenated positional
 embeddings; Dense on the channel axis, also as the first layer; Index; ImageResize;
-pooling), the standard parameterization's width multipliers ``s`` of Dense, an
+pooling), the standard parameterization's width multipliers ``s`` of Dense and of
+the convolutions, an
 (n, H, C, W) layout (``channel_axis=-2``), and padded NCW sequences with
 ``mask_constant``, each with x2=None and with x2; and neural-tangents' attention
 (which takes no parameterization) between ``standard`` Dense layers.
@@ -36,6 +37,14 @@ def dense(out_dim, W_std=1.0, b_std=None, channel_axis=-1):
 def sdense(out_dim, W_std, b_std, s):
   return ["Dense", dict(out_dim=out_dim, W_std=W_std, b_std=b_std, parameterization="standard",
                         s=list(s))]
+
+
+def sconv(layer, out_chan, filter_shape, W_std, b_std, s, padding="SAME"):
+  """A standard-parameterization convolution (Conv, ConvTranspose, ConvLocal) on NCHW
+  activations with width multipliers ``s``."""
+  return [layer, dict(out_chan=out_chan, filter_shape=list(filter_shape), padding=padding,
+                      W_std=W_std, b_std=b_std, parameterization="standard",
+                      dimension_numbers=list(NCHW), s=list(s))]
 
 
 def attn(mech, pe="NONE", val_pe=False, n_pe=None, channel_axis=1):
@@ -114,6 +123,19 @@ def architectures():
       "standard_conv_then_dense_width_multipliers": ([
           conv(5, (2, 2), None, "SAME", 1.3, 0.1, "standard", NCHW), RELU, ["Flatten", {}],
           sdense(6, 1.2, 0.1, (1, 4)), GELU, sdense(2, 0.9, None, (4, 1))], "nchw", c1),
+      # Convolutions with width multipliers: chained (the narrow CNN's kernels), then
+      # unchained through a transposed and a locally connected convolution. (ConvLocal
+      # keeps s_out = 1: neural-tangents 0.6.5's ConvLocal gives itself out_chan channels
+      # whatever s_out, so its kernels after s_out > 1 are not those of its own layer.)
+      "standard_conv_width_multipliers_cnn": ([
+          sconv("Conv", 4, (2, 2), 1.3, 0.1, (1, 2)), RELU,
+          sconv("Conv", 3, (3, 2), 1.2, 0.2, (2, 3)), ERF, gap(),
+          sdense(2, 1.1, 0.1, (3, 1))], "nchw", c1),
+      "standard_conv_transpose_local_unchained_width_multipliers": ([
+          sconv("Conv", 4, (2, 2), 1.3, 0.1, (1, 3)), RELU,
+          sconv("ConvTranspose", 3, (2, 2), 1.2, 0.2, (2, 2)), GELU,
+          sconv("ConvLocal", 3, (2, 2), 1.1, 0.1, (3, 1), "VALID"), RELU, ["Flatten", {}],
+          sdense(2, 0.9, None, (1, 1))], "nchw", c1),
       # Channels in the middle, (n, H, C, W): channel_axis=-2 throughout.
       "hcw_layernorm_attention_pool": ([
           conv(6, (2, 2), None, "SAME", 1.3, 0.1, "ntk", HCW),
@@ -158,7 +180,8 @@ def make_fixture():
       ((name, spec, *inputs(kind), kwargs)
        for name, (spec, kind, kwargs) in architectures().items()),
       description="neural-tangents 0.6.5 float64 NNGP/NTK of layers whose channel_axis is "
-                  "not last (NCHW, NHCW, masked NCW) and of Dense with width multipliers s; "
+                  "not last (NCHW, NHCW, masked NCW) and of Dense and convolutions with width "
+                  "multipliers s; "
                   "regenerate with "
                   "`PYTHONPATH=benchmarks:. python benchmarks/nt_reference_layouts.py fixture "
                   "--out tests/fixtures/nt_reference_layouts.json` in the reference environment.",

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple, Optional
+import numbers
+from typing import NamedTuple, Optional, Tuple
 
 ROLES = ("input", "hidden", "readout")
 OPTIMIZERS = ("sgd", "adam")
@@ -120,10 +121,22 @@ class Parameterization:
 
   def dense_scales(self, *, fan_in: int, fan_out: int, is_input: bool,
                    is_readout: bool, W_std: float, b_std: float | None,
-                   optimizer: str = "sgd") -> DenseScales:
-    """Multipliers, initial scales and learning-rate factors of a dense layer."""
+                   optimizer: str = "sgd", s_in: int = 1) -> DenseScales:
+    """Multipliers, initial scales and learning-rate factors of a dense layer.
+
+    ``s_in``: the input width multiplier of neural-tangents' ``s = (s_in, s_out)``
+    (standard parameterization; Sohl-Dickstein et al. 2020, Sec. 3): the scales of
+    ``fan_in / s_in`` inputs with the multiplier divided by ``sqrt(s_in)``, so that the
+    kernels count ``fan_in / s_in`` inputs (`width_multipliers`). ``fan_out`` is the
+    layer's actual width, ``s_out`` times its nominal one.
+    """
     if optimizer not in OPTIMIZERS:
       raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    if s_in != 1:
+      sc = self.dense_scales(fan_in=fan_in / s_in, fan_out=fan_out, is_input=is_input,
+                             is_readout=is_readout, W_std=W_std, b_std=b_std,
+                             optimizer=optimizer)
+      return sc._replace(w_mult=sc.w_mult / s_in ** 0.5)
     role = "input" if is_input else ("readout" if is_readout else "hidden")
     e = self.exponents(role)
     width = fan_out if is_input else fan_in
@@ -141,6 +154,21 @@ class Parameterization:
     else:
       b_lr = lr_gamma * fan_out ** (-(self.bias_c if optimizer == "sgd" else self.bias_c_adam))
     return DenseScales(w_mult, w_init, w_lr, b_mult, b_init, b_lr)
+
+
+def width_multipliers(s, parameterization: Parameterization, layer: str) -> Tuple[int, int]:
+  """Checks neural-tangents' ``s = (s_in, s_out)`` of a Dense or convolution ``layer``:
+  positive integers, other than (1, 1) only under the standard parameterization
+  (neural-tangents ignores them under ``ntk``; a network built with them would not be
+  the one described). Returns the pair as ints."""
+  if (not isinstance(s, (tuple, list)) or len(s) != 2
+      or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0 for v in s)):
+    raise ValueError(f"{layer}: s must be a pair of positive integers, got {s!r}.")
+  s_in, s_out = int(s[0]), int(s[1])
+  if (s_in, s_out) != (1, 1) and parameterization.name != "standard":
+    raise ValueError(f"{layer}: s = {tuple(s)!r} (width multipliers) applies only to the "
+                     f"standard parameterization, not {parameterization.name!r}.")
+  return (s_in, s_out)
 
 
 def ntk() -> Parameterization:

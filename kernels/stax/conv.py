@@ -56,7 +56,9 @@ class Conv(Layer):
   Convolutional Networks with Many Channels", eq. 7; Arora et al. 2019, eq. 7): with
   ``A(K)`` the window-diagonal mean of `spatial_ops.conv`,
   ``nngp' = s_w^2 A(q) + s_b^2`` and ``ntk' = lr_w m_w^2 fan_in A(q) + lr_b m_b^2 + s_w^2 A(ntk)``.
-  ``padding``: ``"VALID"``, ``"SAME"`` or ``"CIRCULAR"`` (periodic).
+  ``padding``: ``"VALID"``, ``"SAME"`` or ``"CIRCULAR"`` (periodic). ``s = (s_in, s_out)``:
+  neural-tangents' width multipliers under the standard parameterization, as for
+  `Dense` (``s_out * out_chan`` output channels; the fan-in counts ``in_channels / s_in``).
   """
   out_chan: int
   filter_shape: Tuple[int, ...]
@@ -100,9 +102,8 @@ class Conv(Layer):
       dn = tuple(dn)
     object.__setattr__(self, "dimension_numbers", dn)
     object.__setattr__(self, "parameterization", pz.get(self.parameterization))
-    if tuple(self.s) != (1, 1):
-      raise ValueError(f"s must be (1, 1) (widths come from the parameterization), got {self.s!r}.")
-    object.__setattr__(self, "s", (1, 1))
+    object.__setattr__(self, "s", pz.width_multipliers(self.s, self.parameterization,
+                                                       type(self).__name__))
 
   _fast_path = False
 
@@ -129,14 +130,21 @@ class Conv(Layer):
     """The covariance after the layer's spatial map, unscaled (see `spatial_ops.conv`)."""
     return spatial_ops.conv(m, batch_ndim, full, windows, strides, self.padding)
 
+  @property
+  def width(self) -> int:
+    """The number of output channels: ``s_out * out_chan``."""
+    return self.s[1] * self.out_chan
+
   def fan_in(self, in_channels: int) -> int:
     return in_channels * math.prod(self.filter_shape)
 
   def scales(self, fan_in: int, path: Path, ctx: Context, optimizer: str = "sgd"):
+    """The parameterization's scales, with ``s_in`` as for `Dense`."""
     role = ctx.role(path)
     return self.parameterization.dense_scales(
-        fan_in=fan_in, fan_out=self.out_chan, is_input=role.is_input,
-        is_readout=role.is_readout, W_std=self.W_std, b_std=self.b_std, optimizer=optimizer)
+        fan_in=fan_in, fan_out=self.width, is_input=role.is_input,
+        is_readout=role.is_readout, W_std=self.W_std, b_std=self.b_std, optimizer=optimizer,
+        s_in=self.s[0])
 
   def _check_spatial(self, spatial, where):
     n = len(self.filter_shape)
@@ -168,7 +176,7 @@ class Conv(Layer):
       raise ValueError(f"Conv expects inputs with {len(lhs)} axes ({lhs}), got shape {shape}.")
     letters = [c for c in lhs if c not in "NC"]
     self._check_spatial([shape[lhs.index(c)] for c in letters], "its input")
-    sizes = {"N": shape[lhs.index("N")], "C": self.out_chan}
+    sizes = {"N": shape[lhs.index("N")], "C": self.width}
     fs, st = self._filter_for(letters)
     for c, w, s in zip(letters, fs, st):
       sizes[c] = self._out_size(shape[lhs.index(c)], w, s)
@@ -181,12 +189,12 @@ class Conv(Layer):
     rhs = self._specs[1]
     rhs_sp = [c for c in rhs if c not in "IO"]
     it = {c: w for c, w in zip(rhs_sp, self.filter_shape)}
-    it.update(I=in_channels, O=self.out_chan)
+    it.update(I=in_channels, O=self.width)
     return tuple(it[c] for c in rhs)
 
   def _param_shapes(self, in_shape, out_shape, c_in):
     """(W shape, b shape): one filter and one bias per output channel, shared by positions."""
-    return self._w_shape(c_in), (self.out_chan,)
+    return self._w_shape(c_in), (self.width,)
 
   def _init(self, key, shape, path, ctx, sampler, dtype):
     shape = tuple(shape)
@@ -234,7 +242,7 @@ class Conv(Layer):
     if b is not None:
       if b.ndim == 1:
         shape = [1] * y.ndim
-        shape[self._specs[2].index("C")] = self.out_chan
+        shape[self._specs[2].index("C")] = self.width
         b = b.reshape(shape)
       y = y + s.b_mult * b
     if probes is not None:
@@ -288,7 +296,7 @@ class Conv(Layer):
       if mask1 is not None:
         mask1, mask2 = (_permute_positions(m, 1, perm, False) for m in (mask1, mask2))
       spatial = tuple(spatial[p] for p in perm)
-    k = k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.out_chan,
+    k = k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, width=self.width,
                   is_gaussian=True, source=path, spatial=spatial, mask1=mask1, mask2=mask2,
                   channel_axis=out.index("C") - len(out))
     return k if mask1 is None else k.remask()
@@ -314,7 +322,7 @@ class Conv(Layer):
 
   def _lr(self, params, path, ctx, optimizer):
     W, b = params
-    fan_in = W.size // self.out_chan
+    fan_in = W.size // self.width
     s = self.scales(fan_in, path, ctx, optimizer)
     return (s.w_lr, None if b is None else s.b_lr)
 

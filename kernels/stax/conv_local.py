@@ -35,14 +35,16 @@ class ConvLocal(Conv):
   with the same window (Novak et al. 2019, "Bayesian Deep Convolutional Networks with
   Many Channels", Sec. 3.1: the LCN's kernel is the CNN's without pooling), and is 0
   between different positions. Biases are per position (and channel), so they too add
-  only on the diagonal. Fan-in, multipliers and learning rates are those of `Conv`.
+  only on the diagonal. Fan-in, multipliers, learning rates and width multipliers ``s``
+  are those of `Conv` (``s_out * out_chan`` channels; neural-tangents 0.6.5's finite
+  ConvLocal keeps ``out_chan`` whatever ``s_out``, docs/kernels.md).
   """
 
   def _w_shape_local(self, shape_in, out_shape):
     lhs, rhs, out = self._specs
     c_in = shape_in[lhs.index("C")]
     it = {c: out_shape[out.index(c)] for c in out if c not in "NC"}
-    it.update(I=c_in * math.prod(self.filter_shape), O=self.out_chan)
+    it.update(I=c_in * math.prod(self.filter_shape), O=self.width)
     return tuple(it[c] for c in rhs)
 
   def _b_shape(self, out_shape):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Optional, Tuple, Union
 
 import jax
@@ -16,7 +15,8 @@ from kernels.stax.layer import DATA, Context, Layer, Path
 
 @dataclasses.dataclass(frozen=True)
 class Dense(Layer):
-  """Dense(out_dim, W_std, b_std, parameterization): ``y = w_mult x W + b_mult b``.
+  """Dense(out_dim, W_std, b_std, batch_axis, channel_axis, parameterization, s):
+  ``y = w_mult x W + b_mult b``.
 
   Multipliers and initial scales follow the layer's role in the network and the
   parameterization (`kernels.parameterization`); ``b_std=None`` means no bias.
@@ -34,11 +34,11 @@ class Dense(Layer):
   out_dim: int
   W_std: float = 1.0
   b_std: Optional[float] = None
-  parameterization: Union[str, pz.Parameterization] = "ntk"
-  # neural-tangents' Dense keywords: the batch first, the features on any other axis
-  # (``channel_axis=1``: NCHW activations), width multipliers under ``standard``.
+  # neural-tangents' Dense arguments, in its order: the batch first, the features on any
+  # other axis (``channel_axis=1``: NCHW activations), width multipliers under ``standard``.
   batch_axis: int = 0
   channel_axis: int = -1
+  parameterization: Union[str, pz.Parameterization] = "ntk"
   s: Tuple[int, int] = (1, 1)
 
   def __post_init__(self):
@@ -48,7 +48,7 @@ class Dense(Layer):
     object.__setattr__(self, "b_std",
                        validation.check_nonnegative(self.b_std, "b_std", allow_none=True))
     object.__setattr__(self, "parameterization", pz.get(self.parameterization))
-    object.__setattr__(self, "s", _width_multipliers(self.s, self.parameterization))
+    object.__setattr__(self, "s", pz.width_multipliers(self.s, self.parameterization, "Dense"))
 
   @property
   def _fast_path(self):  # (the fused program has channels last)
@@ -66,12 +66,10 @@ class Dense(Layer):
     """The parameterization's scales at ``fan_in / s_in`` inputs, the multiplier divided
     by ``sqrt(s_in)`` (neural-tangents' standard Dense with ``s``)."""
     role = ctx.role(path)
-    s_in = self.s[0]
-    sc = self.parameterization.dense_scales(
-        fan_in=fan_in / s_in if s_in != 1 else fan_in, fan_out=self.width,
-        is_input=role.is_input, is_readout=role.is_readout, W_std=self.W_std,
-        b_std=self.b_std, optimizer=optimizer)
-    return sc if s_in == 1 else sc._replace(w_mult=sc.w_mult / s_in ** 0.5)
+    return self.parameterization.dense_scales(
+        fan_in=fan_in, fan_out=self.width, is_input=role.is_input,
+        is_readout=role.is_readout, W_std=self.W_std, b_std=self.b_std,
+        optimizer=optimizer, s_in=self.s[0])
 
   def _flow(self, tags, path, roles):
     if isinstance(tags, list):
@@ -151,16 +149,3 @@ class Dense(Layer):
     s = self.scales(W.shape[0], path, ctx, optimizer)
     return (s.w_lr, None if b is None else s.b_lr)
 
-
-def _width_multipliers(s, parameterization: pz.Parameterization) -> Tuple[int, int]:
-  """Checks neural-tangents' ``s = (s_in, s_out)``: positive integers, other than (1, 1)
-  only under the standard parameterization (neural-tangents ignores them under ``ntk``;
-  a network built with them would not be the one described)."""
-  if (not isinstance(s, (tuple, list)) or len(s) != 2
-      or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0 for v in s)):
-    raise ValueError(f"Dense: s must be a pair of positive integers, got {s!r}.")
-  s_in, s_out = int(s[0]), int(s[1])
-  if (s_in, s_out) != (1, 1) and parameterization.name != "standard":
-    raise ValueError(f"Dense: s = {tuple(s)!r} (width multipliers) applies only to the "
-                     f"standard parameterization, not {parameterization.name!r}.")
-  return (s_in, s_out)

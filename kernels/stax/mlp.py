@@ -19,6 +19,7 @@ def mlp(widths: Sequence[int], activation: Elementwise, out_dim: int = 1, *,
   p = pz.get(parameterization)
   layers = []
   for w in widths:
-    layers += [Dense(w, W_std, b_std, p), activation]
-  layers.append(Dense(out_dim, W_std if readout_W_std is None else readout_W_std, b_std, p))
+    layers += [Dense(w, W_std, b_std, parameterization=p), activation]
+  layers.append(Dense(out_dim, W_std if readout_W_std is None else readout_W_std, b_std,
+                      parameterization=p))
   return serial(*layers)

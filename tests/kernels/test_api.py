@@ -121,13 +121,15 @@ def test_dense_takes_neural_tangents_axes_and_width_multipliers():
   (n, d) inputs is their last axis; other channel axes: test_channel_axes.py; s:
   test_width_multipliers.py); a batch axis other than the first, or s under the NTK
   parameterization, is a ValueError naming the argument."""
-  net = stax.serial(stax.Dense(16, 1.5, 0.1, "standard", batch_axis=0, channel_axis=-1,
-                               s=(1, 1)), stax.Relu(),
+  # neural-tangents' positional order: out_dim, W_std, b_std, batch_axis, channel_axis,
+  # parameterization, s.
+  net = stax.serial(stax.Dense(16, 1.5, 0.1, 0, -1, "standard", (1, 1)), stax.Relu(),
                     stax.Dense(1, parameterization="standard", s=(1, 1)))
-  ref = stax.serial(stax.Dense(16, 1.5, 0.1, "standard"), stax.Relu(),
+  ref = stax.serial(stax.Dense(16, 1.5, 0.1, parameterization="standard"), stax.Relu(),
                     stax.Dense(1, parameterization="standard"))
   np.testing.assert_array_equal(net.kernel_fn(X, None, "ntk"), ref.kernel_fn(X, None, "ntk"))
-  one = stax.serial(stax.Dense(16, 1.5, 0.1, "standard", channel_axis=1), stax.Relu(),
+  one = stax.serial(stax.Dense(16, 1.5, 0.1, parameterization="standard", channel_axis=1),
+                    stax.Relu(),
                     stax.Dense(1, parameterization="standard", channel_axis=1))
   np.testing.assert_allclose(one.kernel_fn(X, None, "ntk"), ref.kernel_fn(X, None, "ntk"), rtol=1e-5)
   for kw in (dict(batch_axis=1), dict(channel_axis=0), dict(s=(2, 1))):

@@ -4,8 +4,8 @@ Values: tests/fixtures/nt_reference_layouts.json, computed by neural-tangents 0.
 itself (``benchmarks/nt_reference_layouts.py``): NCHW images through LayerNorm,
 attention, Dense, Index, ImageResize, pooling and FanInConcat, an (n, H, C, W) layout,
 padded NCW sequences with ``mask_constant``, neural-tangents' attention between
-``standard`` Dense layers, and Dense's width multipliers ``s``. Here also: each channels-first network
-is the channels-last one with its activations transposed (the same kernels, the same
+``standard`` Dense layers, and the width multipliers ``s`` of Dense and of the
+convolutions. Here also: each channels-first network is the channels-last one with its activations transposed (the same kernels, the same
 finite network for the same parameters), and a layer reading another axis than its
 input's channels is a ValueError, as in neural-tangents (the finite layer would act on
 a position axis while the kernel treats it as channels).
@@ -45,7 +45,8 @@ def test_fixture_covers_the_intended_cases():
   for key in ("nchw_layernorm", "nchw_attention", "nchw_dense_on_channels", "nchw_dense_first",
               "nchw_index", "nchw_resize", "nchw_fanin_concat", "hcw_", "ncw_masked_avgpool",
               "ncw_masked_sumpool", "standard_dense_attention", "_width_multipliers",
-              "unchained_width_multipliers", "_x2none", "_x2"):
+              "unchained_width_multipliers", "standard_conv_width_multipliers",
+              "conv_transpose_local_unchained", "_x2none", "_x2"):
     assert any(key in n for n in names), key
 
 

@@ -20,7 +20,7 @@ from kernels.monte_carlo import monte_carlo_kernel_fn
 def test_one_hidden_layer_unbiased_within_standard_error(p, act):
   rng = np.random.RandomState(0)
   x = rng.randn(5, 3).astype(np.float32)
-  net = stax.serial(stax.Dense(128, 1.3, 0.2, p), act, stax.Dense(4, 1.1, 0.1, p))
+  net = stax.serial(stax.Dense(128, 1.3, 0.2, parameterization=p), act, stax.Dense(4, 1.1, 0.1, parameterization=p))
   init_fn, apply_fn, kernel_fn = net
   k = kernel_fn(x, None, ("nngp", "ntk"))
   n = 96

@@ -13,8 +13,8 @@ from kernels import parameterization as pz
 NETS = {
     "relu": stax.serial(stax.Dense(64, 1.4, 0.1), stax.Relu(), stax.Dense(64, 1.4, 0.1),
                         stax.Relu(), stax.Dense(1, 1.0, 0.1)),
-    "erf_standard": stax.serial(stax.Dense(32, 1.2, 0.2, "standard"), stax.Erf(),
-                                stax.Dense(3, 1.0, 0.1, "standard")),
+    "erf_standard": stax.serial(stax.Dense(32, 1.2, 0.2, parameterization="standard"), stax.Erf(),
+                                stax.Dense(3, 1.0, 0.1, parameterization="standard")),
     "gelu_mup": stax.mlp([128, 128], stax.Gelu(), 2, parameterization="mup", W_std=1.4),
     # ntk widths with 1/sqrt(L) branches, L = 2 blocks counted by the network.
     "residual": stax.serial(stax.Dense(32, 1.0, 0.1),
@@ -90,7 +90,7 @@ def test_mup_ntk_equals_ntk_parameterization_and_is_gamma0_free(data):
 def test_standard_ntk_depends_on_widths_ntk_does_not(data):
   x1, _ = data
   def ntk(p, w):
-    return stax.serial(stax.Dense(w, 1.3, 0.1, p), stax.Relu(), stax.Dense(1, 1.0, 0.1, p)
+    return stax.serial(stax.Dense(w, 1.3, 0.1, parameterization=p), stax.Relu(), stax.Dense(1, 1.0, 0.1, parameterization=p)
                        ).kernel_fn(x1, None, "ntk")
   np.testing.assert_allclose(ntk("ntk", 16), ntk("ntk", 4096), rtol=1e-6)
   a, b = ntk("standard", 16), ntk("standard", 4096)
