@@ -10,9 +10,9 @@
 Every layer also takes a parameterization (``"ntk"``, ``"standard"``, ``"mup"`` or a
 `kernels.parameterization.Parameterization`), read by every view of the network.
 """
-from kernels.stax.activations import (Cos, Exp, ExpNormalized, Gabor, Gaussian, Hermite,
-                                      Monomial, Polynomial, Rbf, RectifiedMonomial, Sigmoid_like,
-                                      Sign, Sin)
+from kernels.stax.activations import (Cos, Elementwise, Exp, ExpNormalized, Gabor, Gaussian,
+                                      Hermite, Monomial, Polynomial, Rbf, RectifiedMonomial,
+                                      Sigmoid_like, Sign, Sin)
 from kernels.stax.attention import GlobalSelfAttention
 from kernels.stax.branching import FanInConcat, FanInProd
 from kernels.stax.combinators import (FanInSum, FanOut, Identity, Repeat, Residual, parallel,
@@ -23,8 +23,10 @@ from kernels.stax.conv_transpose import ConvTranspose
 from kernels.stax.aggregate import Aggregate
 from kernels.stax.dot_general import DotGeneral
 from kernels.stax.dense import Dense
-from kernels.stax.elementwise import (ABRelu, Abs, Elementwise, ElementwiseNumerical, Erf,
-                                      Gelu, LeakyRelu, Relu, Tanh)
+from kernels.stax.enums import (AggregateImplementation, AttentionMechanism, Padding,
+                                PositionalEmbedding)
+from kernels.stax.elementwise import (ABRelu, Abs, ElementwiseNumerical, Erf, Gelu, LeakyRelu,
+                                      Relu, Tanh)
 from kernels.stax.index import Index, Slice
 from kernels.stax.layer import Layer
 from kernels.stax.mlp import mlp
@@ -35,7 +37,8 @@ from kernels.stax.pooling import AvgPool, Flatten, GlobalAvgPool, GlobalSumPool,
 __all__ = [
     "Cos", "Exp", "ExpNormalized", "Gabor", "Gaussian", "Hermite", "Monomial", "Polynomial",
     "Rbf", "RectifiedMonomial", "Sigmoid_like", "Sign", "Sin", "GlobalSelfAttention",
-    "ABRelu", "Abs", "Aggregate", "AvgPool", "Conv", "ConvLocal", "ConvTranspose",
+    "ABRelu", "Abs", "Aggregate", "AggregateImplementation", "AttentionMechanism", "Padding",
+    "PositionalEmbedding", "AvgPool", "Conv", "ConvLocal", "ConvTranspose",
     "Dense", "DotGeneral", "Dropout", "Elementwise",
     "ElementwiseNumerical", "Erf", "FanInConcat", "FanInProd", "FanInSum", "FanOut", "Flatten",
     "Gelu", "GlobalAvgPool", "GlobalSumPool", "Identity", "ImageResize", "Index", "Layer", "LayerNorm", "LeakyRelu",

@@ -1,4 +1,5 @@
-"""Activations with closed-form duals beyond ReLU, Erf and Gelu (neural-tangents' set).
+"""Activations with closed-form duals beyond ReLU, Erf and Gelu (neural-tangents' set),
+and a user's activation with a user's dual (`Elementwise`).
 
 Each maps the Gaussian covariance ``(q11, q12, q22)`` of a pair of pre-activations to
 ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` (Lee et al. 2018, eq. 4; Jacot et al.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -396,3 +397,58 @@ class GaborLayer(Elementwise):
 def Gabor() -> GaborLayer:  # pylint: disable=invalid-name
   """``exp(-x^2) sin(x)`` (neural_tangents.stax.Gabor)."""
   return GaborLayer()
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomLayer(Elementwise):
+  """A user's activation ``fn`` with the user's closed-form dual ``nngp_fn(cov12, var1,
+  var2) = E[fn(u) fn(v)]`` (neural_tangents.stax.Elementwise; Han et al. 2022, "Fast
+  Neural Kernel Embeddings for General Activations", Sec. 3). The NTK's factor
+  ``E[fn'(u) fn'(v)]`` is ``d_nngp_fn`` when given, else ``d nngp_fn / d cov12`` by
+  automatic differentiation (Price's theorem). Both functions take scalars; they are
+  vectorised here."""
+  fn_: Optional[Callable] = None
+  nngp_fn: Optional[Callable] = None
+  d_nngp_fn: Optional[Callable] = None
+  symmetric_dual = False  # a user's function need not be symmetric to the bit
+
+  def __post_init__(self):
+    if self.fn_ is None and self.nngp_fn is None:
+      raise ValueError("Elementwise: give fn (the finite network) or nngp_fn (the kernels); "
+                       "with neither the layer does nothing.")
+    for what in ("fn_", "nngp_fn", "d_nngp_fn"):
+      v = getattr(self, what)
+      if v is not None and not callable(v):
+        raise TypeError(f"Elementwise: {what.rstrip('_')} must be callable or None, got "
+                        f"{type(v).__name__}.")
+
+  @property
+  def name(self):  # pylint: disable=invalid-overridden-method
+    f = self.fn_ if self.fn_ is not None else self.nngp_fn
+    return f"Elementwise({getattr(f, '__name__', 'fn')})"
+
+  def fn(self, x):
+    if self.fn_ is None:
+      raise NotImplementedError("Elementwise was given no fn: it has kernels (nngp_fn) but no "
+                                "finite network.")
+    return self.fn_(x)
+
+  def dual(self, q11, q12, q22, need_dot, f1=None, f2=None):
+    if self.nngp_fn is None:
+      raise NotImplementedError("Elementwise was given no nngp_fn: it has a finite network "
+                                "(fn) but no kernels; ElementwiseNumerical integrates fn.")
+    shape = jnp.broadcast_shapes(jnp.shape(q11), jnp.shape(q12), jnp.shape(q22))
+    args = [jnp.broadcast_to(q, shape) for q in (q12, q11, q22)]  # (cov12, var1, var2)
+    nngp = jnp.vectorize(self.nngp_fn)(*args)
+    dot = None
+    if need_dot:
+      d = self.d_nngp_fn if self.d_nngp_fn is not None else jax.grad(self.nngp_fn)
+      dot = jnp.vectorize(d)(*args)
+    return nngp, dot
+
+
+def Elementwise(fn: Optional[Callable] = None, nngp_fn: Optional[Callable] = None,  # pylint: disable=invalid-name
+                d_nngp_fn: Optional[Callable] = None) -> CustomLayer:
+  """Activation ``fn`` with a closed-form ``nngp_fn(cov12, var1, var2)`` and optionally
+  ``d_nngp_fn`` (neural_tangents.stax.Elementwise)."""
+  return CustomLayer(fn, nngp_fn, d_nngp_fn)
