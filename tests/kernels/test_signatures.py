@@ -72,8 +72,6 @@ def test_every_layer_has_neural_tangents_parameters_in_order_with_its_defaults()
     for (p, theirs), (_, mine) in zip(params, ours):
       if theirs == mine or (name, p) in DEFAULTED_HERE:
         continue
-      if isinstance(theirs, (int, float)) and isinstance(mine, (int, float)) and theirs == mine:
-        continue
       if isinstance(theirs, str) and isinstance(mine, str) and theirs.upper() == mine.upper():
         continue  # enum names (Padding.VALID) against their strings
       problems.append(f"{name}({p}): default {mine!r}, neural-tangents {theirs!r}")
